@@ -1,0 +1,15 @@
+"""Performance benchmarks, run as ``inrlab bench NAME``: each prints a table and writes JSON.
+
+``BENCHMARKS[name] = (add_arguments(parser), run(args) -> exit code)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import step_time
+
+BENCHMARKS: dict[str, tuple[Callable[[Any], None], Callable[[Any], int]]] = {
+    "step-time": (step_time.add_arguments, step_time.main),
+}

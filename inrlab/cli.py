@@ -1,0 +1,189 @@
+"""Command-line interface: ``inrlab fit``, ``inrlab presets``, ``inrlab bench …``.
+
+Any config field can be set with ``--dotted.path VALUE`` (or ``--dotted.path=VALUE``); a unique
+suffix is enough (``--lr 1e-3``, ``--encoding.sigma 5``, ``--norm cross``). Errors in user input
+print one line (``inrlab: error: …``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_PRESET, PRESETS, RunConfig, flatten, load_toml, merge, preset, set_field
+from .errors import DivergedError, InrlabError
+
+
+def field_paths(cls: type = RunConfig, prefix: str = "") -> list[str]:
+    """Every leaf field of the config tree as a dotted path."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += field_paths(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+def resolve_path(name: str) -> str:
+    """``lr`` → ``train.lr``; ``encoding.sigma`` → ``model.encoding.sigma`` (unique suffix)."""
+    paths = field_paths()
+    if name in paths:
+        return name
+    hits = [p for p in paths if p.endswith("." + name)]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise InrlabError(f"option --{name} is ambiguous ({', '.join(hits)}): give the full path")
+    raise InrlabError(f"unknown option --{name}: see `inrlab fit --help` and `inrlab fields`")
+
+
+def parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
+    """``["--a.b", "1", "--c=2"]`` → ``{"a.b": "1", "c": "2"}`` with full dotted paths."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--"):
+            raise InrlabError(f"unexpected argument {tok!r}: options look like --train.lr 1e-3")
+        key, eq, val = tok[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(tokens):
+                raise InrlabError(f"option {tok} needs a value")
+            val = tokens[i + 1]
+            i += 1
+        out[resolve_path(key.replace("-", "_"))] = val
+        i += 1
+    return out
+
+
+def build_config(signal: str | None, preset_name: str | None, config_file: str | None,
+                 overrides: dict[str, Any]) -> RunConfig:
+    """preset → config file → command-line overrides → positional signal, validated."""
+    file_data = load_toml(config_file) if config_file else {}
+    name = preset_name or file_data.pop("preset", None) or DEFAULT_PRESET
+    file_data.pop("preset", None)
+    cfg = preset(name)
+    merge(cfg, file_data)
+    for k, v in overrides.items():
+        set_field(cfg, k, v)
+    if signal is not None:
+        cfg.signal.name = signal
+    return cfg.validate()
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _fit_parser(sub: Any) -> None:
+    p = sub.add_parser("fit", help="fit an INR to a signal",
+                       description="Fit an INR. SIGNAL: an image path, an embedded image name "
+                       "(astronaut, camera, …) or a 1-D spec (sines:5,10,15[@N]). Any config field "
+                       "can be given as --dotted.path VALUE (see `inrlab fields`).")
+    p.add_argument("signal", nargs="?", help="image path, embedded name or 1-D spec")
+    p.add_argument("--preset", choices=sorted(PRESETS), help=f"model preset (default {DEFAULT_PRESET})")
+    p.add_argument("--config", help="TOML file with [signal] [model] [train] tables")
+    p.add_argument("--steps", type=int, help="training steps")
+    p.add_argument("--out", help="run folder (default runs/SIGNAL-PRESET-TIME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fit, overrides=True)
+
+
+def cmd_fit(args: argparse.Namespace, extra: dict[str, str]) -> int:
+    from .train.trainer import run
+
+    if args.steps is not None:
+        extra["train.steps"] = str(args.steps)
+    cfg = build_config(args.signal, args.preset, args.config, extra)
+    out = args.out or f"runs/{Path(cfg.signal.name).stem.replace(':', '_')}-{cfg.preset}-" \
+                      f"{time.strftime('%Y%m%d-%H%M%S')}"
+    res = run(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    m = res.metrics
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+
+    print(f"{cfg.preset} on {res.signal.name}: PSNR {fmt(m.get('psnr'))} dB "
+          f"(train {fmt(m.get('psnr_train'))}, held-out {fmt(m.get('psnr_heldout'))}), "
+          f"SSIM {fmt(m.get('ssim'))}, {m.get('steps')} steps in {m.get('seconds', 0):.1f} s")
+    print(f"run folder: {out}")
+    return 0
+
+
+def _presets_parser(sub: Any) -> None:
+    p = sub.add_parser("presets", help="list model presets")
+    p.set_defaults(func=cmd_presets, overrides=False)
+
+
+def cmd_presets(args: argparse.Namespace, extra: dict[str, str]) -> int:
+    for name in PRESETS:
+        cfg = preset(name)
+        m = cfg.model
+        print(f"{name:6s} encoding={m.encoding.kind:10s} activation={m.activation.kind:6s} "
+              f"{m.depth}x{m.width}  lr={cfg.train.lr:g}")
+    return 0
+
+
+def _fields_parser(sub: Any) -> None:
+    p = sub.add_parser("fields", help="list every config field with its default")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
+    p.set_defaults(func=cmd_fields, overrides=False)
+
+
+def cmd_fields(args: argparse.Namespace, extra: dict[str, str]) -> int:
+    for k, v in flatten(preset(args.preset).to_dict()).items():
+        print(f"{k} = {v!r}")
+    return 0
+
+
+def _bench_parser(sub: Any) -> None:
+    from .benchmarks import BENCHMARKS
+
+    p = sub.add_parser("bench", help="performance benchmarks (print a table, write JSON)")
+    bsub = p.add_subparsers(dest="bench", required=True)
+    for name, (add, _) in BENCHMARKS.items():
+        add(bsub.add_parser(name, help=add.__doc__))
+    p.set_defaults(func=cmd_bench, overrides=False)
+
+
+def cmd_bench(args: argparse.Namespace, extra: dict[str, str]) -> int:
+    from .benchmarks import BENCHMARKS
+
+    return BENCHMARKS[args.bench][1](args)
+
+
+# Each command module contributes one parser builder; later features append here.
+PARSERS: list[Callable[[Any], None]] = [_fit_parser, _presets_parser, _fields_parser, _bench_parser]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="inrlab", description="Implicit neural representations "
+                                     "and their spectral bias.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in PARSERS:
+        add(sub)
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if rest and not getattr(args, "overrides", False):
+            raise InrlabError(f"unrecognized arguments: {' '.join(rest)}")
+        extra = parse_overrides(rest) if rest else {}
+        return args.func(args, extra)
+    except DivergedError as e:
+        print(f"inrlab: error: {e}", file=sys.stderr)
+        return 3
+    except InrlabError as e:
+        print(f"inrlab: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

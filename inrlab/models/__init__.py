@@ -1,0 +1,6 @@
+"""Models: encodings, activations, normalizations and the INR that composes them."""
+
+from .mlp import INR, build_model
+from .norms import batch_coupled, freeze_statistics, set_norm_stats
+
+__all__ = ["INR", "build_model", "batch_coupled", "freeze_statistics", "set_norm_stats"]

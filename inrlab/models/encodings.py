@@ -1,0 +1,160 @@
+"""Coordinate encodings. Each is an ``nn.Module`` that knows ``in_dim`` and ``out_dim``.
+
+All take coordinates ``x`` of shape (N, d) in [-1, 1] and return features (N, out_dim).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import EncodingConfig
+from ..errors import InrlabError
+
+
+class Identity(nn.Module):
+    """Raw coordinates."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.in_dim = self.out_dim = in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Positional(nn.Module):
+    """NeRF positional encoding [x, sin(2^i π x), cos(2^i π x)]_{i<L}: d·(2L + 1) dims."""
+
+    def __init__(self, in_dim: int, n_frequencies: int, include_input: bool = True):
+        super().__init__()
+        self.in_dim, self.include_input = in_dim, include_input
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(n_frequencies))
+        self.out_dim = in_dim * 2 * n_frequencies + (in_dim if include_input else 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x[:, :, None] * self.freqs).flatten(1)  # (N, d·L)
+        parts = [x] if self.include_input else []
+        return torch.cat(parts + [torch.sin(z), torch.cos(z)], dim=1)
+
+
+class Fourier(nn.Module):
+    """Gaussian Fourier features [sin(2π B x), cos(2π B x)], B ~ N(0, σ²) of shape (m, d)."""
+
+    def __init__(self, in_dim: int, sigma: float, n_features: int):
+        super().__init__()
+        self.in_dim, self.out_dim, self.sigma = in_dim, 2 * n_features, sigma
+        self.register_buffer("B", torch.randn(n_features, in_dim) * sigma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = 2 * math.pi * x @ self.B.T
+        return torch.cat([torch.sin(z), torch.cos(z)], dim=1)
+
+
+_PRIMES = (1, 2654435761, 805459861)
+
+
+class Grid(nn.Module):
+    """Multiresolution grid of learnable vertex features, dense (multigrid) or hashed (instant-NGP).
+
+    Level l has resolution R_l = ⌊R_min · b^l⌋ cells per axis, b = (R_max / R_min)^(1/(L-1)), and
+    (R_l + 1)^d vertices. A dense level stores every vertex; a hashed level whose vertices do not
+    fit into 2^T entries indexes them by the spatial hash XOR_i(v_i · π_i) mod 2^T (Müller et al.
+    2022). A sample is bi/trilinearly interpolated at each level; the levels' features are
+    concatenated (optionally after the raw coordinates). All tables live in one parameter
+    ``table`` of shape (Σ_l size_l, F), level l at rows ``offsets[l]:offsets[l+1]``.
+    """
+
+    def __init__(self, in_dim: int, levels: int, base_resolution: int, finest_resolution: int,
+                 features_per_level: int, hashed: bool, log2_table_size: int = 19,
+                 include_input: bool = True, init_scale: float = 1e-4,
+                 dense_when_fits: bool = True):
+        super().__init__()
+        if in_dim not in (1, 2, 3):
+            raise InrlabError(f"grid encodings support 1-, 2- and 3-D coordinates, got {in_dim}-D")
+        self.in_dim, self.levels, self.hashed = in_dim, levels, hashed
+        self.features, self.include_input = features_per_level, include_input
+        growth = (finest_resolution / base_resolution) ** (1 / max(levels - 1, 1))
+        res = [int(math.floor(base_resolution * growth**l + 1e-9)) for l in range(levels)]
+        res[-1] = finest_resolution if levels > 1 else base_resolution
+        cap = 2**log2_table_size
+        if not hashed:
+            sizes = [(r + 1) ** in_dim for r in res]
+        elif dense_when_fits:  # instant-NGP: a level that fits in the table is stored densely
+            sizes = [min((r + 1) ** in_dim, cap) for r in res]
+        else:
+            sizes = [cap] * levels
+        self.resolutions = res
+        self.register_buffer("res", torch.tensor(res, dtype=torch.long), persistent=False)
+        self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
+        dense = [not hashed or (dense_when_fits and (r + 1) ** in_dim <= cap) for r in res]
+        self.register_buffer("dense", torch.tensor(dense), persistent=False)
+        self.register_buffer("offsets", torch.tensor([0] + sizes).cumsum(0), persistent=False)
+        self.table = nn.Parameter(torch.empty(sum(sizes), features_per_level))
+        nn.init.uniform_(self.table, -init_scale, init_scale)
+        corners = torch.tensor([[(c >> i) & 1 for i in range(in_dim)] for c in range(2**in_dim)])
+        self.register_buffer("corners", corners, persistent=False)  # (2^d, d)
+        self.out_dim = levels * features_per_level + (in_dim if include_input else 0)
+        self._cache: tuple | None = None
+
+    def interpolation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows into ``table`` and weights of the 2^d vertices around each sample, per level.
+
+        Returns ``index`` (N, L, 2^d) long, absolute rows of ``table``, and ``weight``
+        (N, L, 2^d). The features of level l are Σ_c weight[:, l, c] · table[index[:, l, c]].
+        """
+        u = (x.clamp(-1, 1) + 1) / 2  # (N, d) in [0, 1]
+        pos = u[:, None, :] * self.res[None, :, None].to(x.dtype)  # (N, L, d)
+        base = torch.minimum(pos.floor().long(), (self.res - 1)[None, :, None])
+        frac = pos - base
+        vert = base[:, :, None, :] + self.corners  # (N, L, 2^d, d)
+        w = torch.where(self.corners.bool(), frac[:, :, None, :], 1 - frac[:, :, None, :]).prod(-1)
+        stride = (self.res + 1)[None, :, None]
+        dense_idx = torch.zeros_like(vert[..., 0])
+        for i in reversed(range(self.in_dim)):
+            dense_idx = dense_idx * stride + vert[..., i]
+        idx = dense_idx
+        if self.hashed and not bool(self.dense.all()):
+            h = torch.zeros_like(vert[..., 0])
+            for i in range(self.in_dim):
+                h = h ^ (vert[..., i] * _PRIMES[i])
+            hashed = h % self.sizes[None, :, None]
+            idx = torch.where(self.dense[None, :, None], dense_idx, hashed)
+        return idx + self.offsets[:-1][None, :, None], w
+
+    def _cached_interpolation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``interpolation(x)``, reused while the same unchanged tensor ``x`` comes back (the
+        full-batch case: the vertex indices and weights depend on the coordinates alone)."""
+        key = (x.data_ptr(), x.shape, x._version, x.dtype, x.device)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, *self.interpolation(x))
+        return self._cache[1], self._cache[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            idx, w = self.interpolation(x)
+        else:
+            idx, w = self._cached_interpolation(x)
+        n, l, c = idx.shape
+        # index_select's backward is a plain index_add (table[idx] would sort for index_put)
+        corner = self.table.index_select(0, idx.reshape(-1)).view(n, l, c, self.features)
+        out = torch.einsum("nlcf,nlc->nlf", corner, w.to(self.table.dtype)).reshape(n, -1)
+        return torch.cat([x, out], dim=1) if self.include_input else out
+
+
+def build_encoding(cfg: EncodingConfig, in_dim: int) -> nn.Module:
+    """The encoding module described by ``cfg`` for ``in_dim``-D coordinates."""
+    if cfg.kind == "identity":
+        return Identity(in_dim)
+    if cfg.kind == "positional":
+        return Positional(in_dim, cfg.n_frequencies, cfg.include_input)
+    if cfg.kind == "fourier":
+        return Fourier(in_dim, cfg.sigma, cfg.n_features)
+    if cfg.kind in ("multigrid", "hash"):
+        return Grid(in_dim, cfg.levels, cfg.base_resolution, cfg.finest_resolution,
+                    cfg.features_per_level, hashed=cfg.kind == "hash",
+                    log2_table_size=cfg.log2_table_size, include_input=cfg.include_input,
+                    init_scale=cfg.init_scale)
+    raise InrlabError(f"unknown encoding {cfg.kind!r}")

@@ -1,0 +1,50 @@
+"""The INR model: encoding → hidden layers (Linear → norm → activation) → linear head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .activations import build_activation, init_linear
+from .encodings import build_encoding
+from .norms import build_norm
+
+
+class INR(nn.Module):
+    """Coordinate network f: (N, in_dim) → (N, out_dim).
+
+    ``linears[i]``, ``norms[i]``, ``acts[i]`` form hidden layer i; ``head`` is the output layer
+    (no norm, no activation). ``features(x)`` returns the last hidden activations (N, width).
+    """
+
+    def __init__(self, cfg: ModelConfig, in_dim: int, out_dim: int):
+        super().__init__()
+        cfg.validate()
+        self.cfg, self.in_dim, self.out_dim = cfg, in_dim, out_dim
+        self.encoding = build_encoding(cfg.encoding, in_dim)
+        dims = [self.encoding.out_dim] + [cfg.width] * cfg.depth
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:],
+                                                                     strict=True))
+        self.norms = nn.ModuleList(build_norm(cfg.norm, cfg.width, cfg.norm_momentum)
+                                   for _ in range(cfg.depth))
+        self.acts = nn.ModuleList(build_activation(cfg.activation, first=i == 0)
+                                  for i in range(cfg.depth))
+        self.head = nn.Linear(cfg.width, out_dim)
+        for i, lin in enumerate(self.linears):
+            init_linear(lin, cfg.activation, first=i == 0)
+        init_linear(self.head, cfg.activation, first=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoding(x)
+        for lin, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
+            h = act(norm(lin(h)))
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def build_model(cfg: ModelConfig, in_dim: int, out_dim: int) -> INR:
+    """Build the :class:`INR` described by ``cfg`` (validates it first)."""
+    return INR(cfg, in_dim, out_dim)

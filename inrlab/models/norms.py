@@ -1,0 +1,117 @@
+"""Normalizations for coordinate networks (spec/norms.md): batch, layer, global, cross.
+
+Input X has shape (N, C): N coordinates of the batch, C channels. Every variant has a per-channel
+affine γ (init 1), β (init 0) and ε = 1e-5; variances are biased (divide by N or C), like torch.
+
+Evaluation rule. Batch, global and cross norms make a point's output depend on the rest of its
+batch. In training mode they always use the batch's statistics. In eval mode they use
+``self.stats``:
+
+* ``"batch"`` (default): statistics of the batch being evaluated; evaluating the whole coordinate
+  grid in one pass reproduces what training saw (inrlab's default for grid signals).
+* ``"frozen"``: statistics captured by :func:`freeze_statistics` (exact statistics of a reference
+  batch, normally the full grid after training), so single points can be queried and a point's
+  output no longer depends on its batch. Before any capture the running (EMA) statistics of
+  training are used.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+BATCH_COUPLED = ("batch", "global", "cross")
+
+
+class CoordNorm(nn.Module):
+    """One normalization layer; ``kind`` ∈ {batch, layer, global, cross}."""
+
+    def __init__(self, kind: str, channels: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.kind, self.eps, self.momentum = kind, eps, momentum
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.stats = "batch"
+        shape = () if kind == "global" else (channels,)
+        # batch/global: running mean, var of the normalised axis; cross: per-column mean and var,
+        # plus the reference batch size N (the cross mean needs Σ_n X_nj = N · mean_j).
+        self.register_buffer("running_mean", torch.zeros(shape))
+        self.register_buffer("running_var", torch.ones(shape))
+        self.register_buffer("running_n", torch.tensor(0.0))
+        self._capture = False
+
+    @property
+    def batch_coupled(self) -> bool:
+        return self.kind in BATCH_COUPLED
+
+    def _batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.kind == "global":
+            return x.mean(), x.var(unbiased=False)
+        return x.mean(0), x.var(0, unbiased=False)  # batch, and the column part of cross
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "layer":
+            mean, var = x.mean(1, keepdim=True), x.var(1, unbiased=False, keepdim=True)
+            return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        n = x.shape[0]
+        if self.training or self.stats == "batch" or self._capture:
+            mean, var = self._batch_stats(x)
+            n_ref = torch.tensor(float(n), device=x.device)
+            if self._capture:
+                self.running_mean.copy_(mean.detach())
+                self.running_var.copy_(var.detach())
+                self.running_n.copy_(n_ref)
+            elif self.training:
+                with torch.no_grad():
+                    m = self.momentum
+                    self.running_mean.lerp_(mean.detach(), m)
+                    self.running_var.lerp_(var.detach(), m)
+                    self.running_n.copy_(n_ref)
+        else:
+            mean, var, n_ref = self.running_mean, self.running_var, self.running_n
+        if self.kind == "cross":
+            c = x.shape[1]
+            row_sum = x.sum(1, keepdim=True)
+            row_var = x.var(1, unbiased=False, keepdim=True)
+            mu = (row_sum + n_ref * mean - x) / (n_ref + c)
+            var = (var + row_var).clamp_min(0)  # guard: σ² ≥ 0 even with rounding (fp16 NaN)
+            return (x - mu) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        return (x - mean) / torch.sqrt(var.clamp_min(0) + self.eps) * self.weight + self.bias
+
+
+def build_norm(kind: str, channels: int, momentum: float = 0.1) -> nn.Module:
+    """``nn.Identity`` for ``"none"``, else a :class:`CoordNorm`."""
+    return nn.Identity() if kind == "none" else CoordNorm(kind, channels, momentum=momentum)
+
+
+def batch_coupled(model: nn.Module) -> bool:
+    """True when some layer makes a point's output depend on the other points of its batch."""
+    return any(isinstance(m, CoordNorm) and m.batch_coupled for m in model.modules())
+
+
+@torch.no_grad()
+def freeze_statistics(model: nn.Module, x: torch.Tensor) -> None:
+    """Capture exact normalization statistics on reference batch ``x`` (N, d) and use them in eval.
+
+    Afterwards ``model.eval()(x)`` equals the batch-statistics output on ``x``, and any subset of
+    points (a single one too) gives the same values it had inside ``x``.
+    """
+    norms = [m for m in model.modules() if isinstance(m, CoordNorm) and m.batch_coupled]
+    was_training = model.training
+    model.eval()
+    for m in norms:
+        m._capture = True
+    try:
+        model(x)
+    finally:
+        for m in norms:
+            m._capture = False
+            m.stats = "frozen"
+    model.train(was_training)
+
+
+def set_norm_stats(model: nn.Module, stats: str) -> None:
+    """Choose the eval-mode statistics (``"batch"`` or ``"frozen"``) of every norm layer."""
+    for m in model.modules():
+        if isinstance(m, CoordNorm):
+            m.stats = stats

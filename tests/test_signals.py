@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from inrlab import Function1D, Image, InrlabError, SignalConfig, load_signal
+
+
+def test_embedded_image(small_image):
+    s = small_image
+    assert s.grid_shape == (32, 32) and s.channels == 3
+    assert s.coords.shape == (1024, 2) and s.coords.min() == -1 and s.coords.max() == 1
+    assert s.targets.min() >= -1 and s.targets.max() <= 1
+    assert len(s.heldout_idx) == round(0.1 * 1024)
+    assert len(set(s.train_idx.tolist()) & set(s.heldout_idx.tolist())) == 0
+
+
+def test_image_from_file_gray_and_resize(tmp_path):
+    arr = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+    PILImage.fromarray(arr).save(tmp_path / "x.png")
+    s = Image(str(tmp_path / "x.png"), gray=True, size=15)
+    assert s.grid_shape == (10, 15) and s.channels == 1
+    s = Image(str(tmp_path / "x.png"), heldout=0.0)
+    np.testing.assert_allclose(s.to_image(s.targets), arr / 255, atol=1e-6)
+
+
+def test_scores_perfect_prediction(small_image):
+    m = small_image.score(small_image.targets)
+    assert m["psnr"] == float("inf") and m["ssim"] == pytest.approx(1.0)
+
+
+def test_sines_signal():
+    s = load_signal(SignalConfig(name="sines:5,10@512"))
+    assert isinstance(s, Function1D) and s.n == 512 and len(s.heldout_idx) == 0
+    spec = np.abs(np.fft.rfft(s.targets[:, 0].numpy()))
+    assert set(np.argsort(spec)[-2:]) == {10, 20}
+    assert list(s.band_bins) == [10, 20]
+    m = s.score(torch.zeros(512, 1))
+    np.testing.assert_allclose(m["band_error"], [1, 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name,msg", [
+    ("no/such/file.png", "not found"),
+    ("astronot", "unknown image name 'astronot'"),
+    ("sines:abc", "bad 1-D spec"),
+    ("sines:600@1024", "aliases"),
+])
+def test_bad_signals(name, msg):
+    with pytest.raises(InrlabError, match=msg):
+        load_signal(SignalConfig(name=name))
+
+
+def test_unreadable_image(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(InrlabError, match="cannot read image"):
+        Image(str(tmp_path / "bad.png"))
+
+
+def test_nan_function_rejected():
+    with pytest.raises(InrlabError, match="NaN"):
+        Function1D(lambda x: np.log(x), samples=16)

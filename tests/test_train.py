@@ -1,0 +1,138 @@
+import json
+
+import pytest
+import torch
+
+from inrlab import DivergedError, InrlabError, Trainer, fit, load_run, preset
+from inrlab.config import set_field
+from inrlab.techniques import Technique
+from inrlab.train.trainer import lr_factor
+
+FAST = {"model.width": 32, "model.depth": 2, "train.eval_every": 10, "train.checkpoint_every": 10}
+
+
+def test_small_fit_clears_threshold(small_image, tmp_path):
+    res = fit(small_image, "hash", steps=60, out=tmp_path / "run", progress=False,
+              overrides={"model.encoding.finest_resolution": 32, **FAST})
+    assert res.metrics["psnr_train"] > 30, res.metrics
+    assert res.metrics["psnr_heldout"] > 18, res.metrics
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "metrics.json", "history.jsonl", "reconstruction.png", "summary.png",
+            "checkpoint.pt"} <= files
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"psnr", "psnr_heldout", "ssim", "steps", "seconds"} <= set(m) and m["steps"] == 60
+    lines = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(s)["step"] for s in lines] == [10, 20, 30, 40, 50, 60]
+
+
+def test_siren_learns_1d_sines():
+    res = fit("sines:2,4@256", "siren", steps=60, progress=False,
+              overrides={"model.width": 32, "model.depth": 2, "train.lr": 1e-3,
+                         "train.eval_every": 20})
+    assert res.metrics["psnr"] > 30
+    assert max(res.metrics["band_error"]) < 0.1
+
+
+def test_same_seed_same_run(small_image):
+    a = fit(small_image, "relu", steps=15, progress=False, overrides=FAST)
+    b = fit(small_image, "relu", steps=15, progress=False, overrides=FAST)
+    for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+class _CtrlCAt(Technique):
+    """Plain MSE that simulates the user pressing Ctrl-C before step ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def loss(self, model, x, y, pred, idx, step):
+        if step == self.at:
+            raise KeyboardInterrupt
+        return super().loss(model, x, y, pred, idx, step)
+
+
+@pytest.mark.parametrize("batch", [None, 200])
+def test_resume_after_interrupt_equals_uninterrupted(small_image, tmp_path, batch):
+    over = {**FAST, "train.batch_size": batch, "train.schedule": "cosine",
+            "train.checkpoint_every": 7}
+    full = fit(small_image, "pe", steps=20, progress=False, overrides=over)
+    cfg = preset("pe")
+    cfg.signal = small_image.config
+    cfg.train.steps = 20
+    for k, v in over.items():
+        set_field(cfg, k, v)
+    with pytest.raises(InrlabError, match="interrupted at step 13.*--resume"):
+        Trainer(cfg, small_image, tmp_path / "r", progress=False, technique=_CtrlCAt(13)).train()
+    resumed = fit(small_image, "pe", steps=20, out=tmp_path / "r", resume=True, progress=False,
+                  overrides=over)
+    for p, q in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    assert [h["step"] for h in resumed.history] == [10, 20]
+
+
+def test_refuses_folder_holding_another_run(small_image, tmp_path):
+    fit(small_image, "relu", steps=10, out=tmp_path / "r", progress=False, overrides=FAST)
+    with pytest.raises(InrlabError, match="holds a different run"):
+        fit(small_image, "siren", steps=10, out=tmp_path / "r", resume=True, progress=False,
+            overrides=FAST)
+    with pytest.raises(InrlabError, match="already holds this run"):
+        fit(small_image, "relu", steps=10, out=tmp_path / "r", progress=False, overrides=FAST)
+    before = (tmp_path / "r" / "metrics.json").read_text()
+    assert json.loads(before)["status"] == "finished"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(InrlabError, match="not empty"):
+        fit(small_image, "relu", steps=10, out=tmp_path / "other", progress=False, overrides=FAST)
+    with pytest.raises(InrlabError, match="not an inrlab run folder"):
+        fit(small_image, "relu", steps=10, out=tmp_path / "other", overwrite=True, progress=False,
+            overrides=FAST)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_corrupt_and_mismatched_checkpoints(small_image, tmp_path):
+    fit(small_image, "relu", steps=10, out=tmp_path / "r", progress=False, overrides=FAST)
+    ck = tmp_path / "r" / "checkpoint.pt"
+    ck.write_bytes(b"garbage")
+    with pytest.raises(InrlabError, match="corrupt"):
+        fit(small_image, "relu", steps=20, out=tmp_path / "r", resume=True, progress=False,
+            overrides=FAST)
+    fit(small_image, "relu", steps=10, out=tmp_path / "s", progress=False, overrides=FAST)
+    state = torch.load(tmp_path / "s" / "checkpoint.pt", weights_only=False)
+    state["model"]["head.weight"] = torch.zeros(5, 5)
+    torch.save(state, tmp_path / "s" / "checkpoint.pt")
+    with pytest.raises(InrlabError, match="does not match"):
+        fit(small_image, "relu", steps=20, out=tmp_path / "s", resume=True, progress=False,
+            overrides=FAST)
+
+
+def test_divergence_keeps_checkpoint_and_metrics(small_image, tmp_path):
+    over = {**FAST, "train.lr": 1e6, "train.checkpoint_every": 1, "train.eval_every": 1}
+    with pytest.raises(DivergedError, match="diverged at step") as e:
+        fit(small_image, "relu", steps=200, out=tmp_path / "r", progress=False, overrides=over)
+    assert "last good checkpoint" in str(e.value)
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["status"] == "diverged"
+    ck = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+    assert len((tmp_path / "r" / "history.jsonl").read_text().splitlines()) >= 1
+
+
+def test_load_run_queries_single_points_with_frozen_norm(small_image, tmp_path):
+    res = fit(small_image, "relu", steps=10, out=tmp_path / "r", progress=False,
+              overrides={**FAST, "model.norm": "cross"})
+    loaded = load_run(tmp_path / "r")
+    full = loaded.predict()
+    torch.testing.assert_close(full, res.predict())
+    torch.testing.assert_close(loaded.predict(small_image.coords[3:4]), full[3:4])
+
+
+def test_schedules():
+    from inrlab.config import TrainConfig
+
+    t = TrainConfig(steps=100, schedule="step", milestones=[30, 60], gamma=0.5)
+    assert [lr_factor(t, s) for s in (0, 30, 59, 60)] == [1, 0.5, 0.5, 0.25]
+    t = TrainConfig(steps=100, schedule="exponential", lr_final=0.01)
+    assert lr_factor(t, 50) == pytest.approx(0.1)
+    t = TrainConfig(steps=100, schedule="cosine", lr_final=0.0 + 1e-9)
+    assert lr_factor(t, 0) == pytest.approx(1) and lr_factor(t, 50) == pytest.approx(0.5)
