@@ -36,26 +36,40 @@ class Finer(nn.Module):
         return torch.sin(self.omega0 * (z.abs().detach() + 1) * z)
 
 
+_ENVELOPE_CUT = 40.0  # exp(-40) ≈ 4e-18
+
+
+def gauss_envelope(u: torch.Tensor) -> torch.Tensor:
+    """exp(-u²), set to exactly 0 where u² > 40 (the value is then below 4e-18).
+
+    Without the cut, far tails underflow to denormal floats, and CPU matmuls on denormal inputs ran
+    100× slower here (65536×256 @ 256×256: 23 s instead of 0.24 s); exact zeros cost nothing.
+    """
+    u2 = u * u
+    return torch.where(u2 < _ENVELOPE_CUT, torch.exp(-u2), torch.zeros((), dtype=u.dtype,
+                                                                       device=u.device))
+
+
 class Gauss(nn.Module):
-    """Gaussian activation exp(-(s z)²)."""
+    """Gaussian activation exp(-(s z)²) (tails below 4e-18 set to 0, see ``gauss_envelope``)."""
 
     def __init__(self, scale: float):
         super().__init__()
         self.scale = scale
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-((self.scale * z) ** 2))
+        return gauss_envelope(self.scale * z)
 
 
 class Wire(nn.Module):
-    """WIRE, real Gabor wavelet: cos(ω z) · exp(-(s z)²)."""
+    """WIRE, real Gabor wavelet: cos(ω z) · exp(-(s z)²) (envelope as in ``gauss_envelope``)."""
 
     def __init__(self, omega0: float, scale: float):
         super().__init__()
         self.omega0, self.scale = omega0, scale
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.cos(self.omega0 * z) * torch.exp(-((self.scale * z) ** 2))
+        return torch.cos(self.omega0 * z) * gauss_envelope(self.scale * z)
 
 
 def build_activation(cfg: ActivationConfig, first: bool) -> nn.Module:
