@@ -60,3 +60,17 @@ def test_first_bias_scale():
                       depth=1)
     b = build_model(cfg, 2, 1).linears[0].bias
     assert b.abs().max() <= 2.0 and b.abs().max() > 1.9
+
+
+def test_gauss_envelope_cut_has_no_denormals():
+    from inrlab.models.activations import gauss_envelope
+
+    u = torch.linspace(-12, 12, 10001, requires_grad=True)
+    v = gauss_envelope(u)
+    keep = u.detach() ** 2 < 40
+    torch.testing.assert_close(v[keep], torch.exp(-u[keep] ** 2))
+    assert (v[~keep] == 0).all() and v[~keep].numel() > 0
+    v.sum().backward()
+    tiny = torch.finfo(torch.float32).tiny
+    for t in (v.detach(), u.grad):
+        assert not ((t != 0) & (t.abs() < tiny)).any()

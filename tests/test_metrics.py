@@ -42,6 +42,17 @@ def test_ms_ssim_behaviour(rng):
     assert ms_ssim(y[:16, :16], y[:16, :16]) is None
 
 
+def test_fewer_scale_ms_ssim_reproduces_library_at_five_scales(rng):
+    import torch
+    from pytorch_msssim import ms_ssim as lib
+
+    from inrlab.train.metrics import _ms_ssim_scales
+
+    y = torch.from_numpy(rng.random((1, 3, 200, 180)))
+    p = (y + 0.1 * torch.from_numpy(rng.standard_normal(y.shape))).clamp(0, 1)
+    assert _ms_ssim_scales(p, y, 1.0, 5) == pytest.approx(float(lib(p, y, data_range=1.0)), rel=1e-9)
+
+
 def test_band_error_1d_against_hand_dft():
     n = 256
     x = np.linspace(-1, 1, n)

@@ -57,8 +57,11 @@ class Signal:
         v = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
         return np.asarray(v, np.float64).reshape(*self.grid_shape, -1)
 
-    def score(self, pred: np.ndarray | torch.Tensor) -> dict[str, Any]:
-        """Metrics of a full-grid prediction (N, C); subclasses add their own."""
+    def score(self, pred: np.ndarray | torch.Tensor, structural: bool = True) -> dict[str, Any]:
+        """Metrics of a full-grid prediction (N, C); subclasses add their own.
+
+        ``structural=False`` skips the costly structural metrics (SSIM, MS-SSIM), as the
+        trainer's periodic evaluations do; the final evaluation computes everything."""
         from ..train.metrics import psnr
 
         p = self.grid(pred).reshape(self.n, -1)

@@ -60,7 +60,7 @@ class Function1D(Signal):
                    config=SignalConfig(spec, heldout=heldout, samples=samples,
                                        split_seed=split_seed))
 
-    def score(self, pred: np.ndarray | torch.Tensor) -> dict[str, Any]:
+    def score(self, pred: np.ndarray | torch.Tensor, structural: bool = True) -> dict[str, Any]:
         out = super().score(pred)
         out["ssim"] = None
         if len(self.band_bins):

@@ -111,8 +111,10 @@ class Image(Signal):
         """(N, C) values in [-1, 1] → (H, W, C) float array in [0, 1] (clipped)."""
         return np.clip((self.grid(values) + 1) / 2, 0, 1)
 
-    def score(self, pred: np.ndarray | torch.Tensor) -> dict[str, Any]:
+    def score(self, pred: np.ndarray | torch.Tensor, structural: bool = True) -> dict[str, Any]:
         out = super().score(pred)
+        if not structural:
+            return out
         p, y = self.to_image(pred), self.to_image(self.targets)
         out["ssim"] = ssim(p, y) if min(self.grid_shape) >= 11 else None
         out["ms_ssim"] = ms_ssim(p, y)

@@ -53,9 +53,17 @@ def ms_ssim(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> fl
     x, y = _nchw(pred), _nchw(target)
     if scales == 5:
         return float(_ms_ssim(x, y, data_range=data_range))
-    # pytorch-msssim asserts 5 scales; compose fewer from its own per-scale SSIM/contrast terms
+    return _ms_ssim_scales(x, y, data_range, scales)
+
+
+def _ms_ssim_scales(x: torch.Tensor, y: torch.Tensor, data_range: float, scales: int) -> float:
+    """MS-SSIM over ``scales`` scales of (1, C, H, W) tensors, standard weights renormalised.
+
+    pytorch-msssim asserts 5 scales; this composes fewer from its own per-scale SSIM and contrast
+    terms (with ``scales=5`` it reproduces ``pytorch_msssim.ms_ssim``; tested)."""
     w = torch.tensor(_MS_WEIGHTS[:scales], dtype=torch.float64)
-    w = w / w.sum()
+    if scales < 5:  # the five standard weights sum to 1.0001: keep them as published
+        w = w / w.sum()
     win = _fspecial_gauss_1d(11, 1.5).to(torch.float64).repeat(x.shape[1], 1, 1, 1)
     terms = []
     for s in range(scales):

@@ -188,9 +188,10 @@ class Trainer:
         self.last_ckpt_step = self.step
 
     # ------------------------------------------------------------------ loop
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self, structural: bool = False) -> dict[str, Any]:
+        """Metrics of the full-grid prediction; SSIM/MS-SSIM only when ``structural``."""
         pred = predict(self.model, self.signal.coords.to(self.device)).float().cpu()
-        return {k: v for k, v in self.signal.score(pred).items()}
+        return self.signal.score(pred, structural=structural)
 
     def _diverged(self, what: str) -> DivergedError:
         kept = ""
@@ -263,9 +264,9 @@ class Trainer:
         self.seconds = time.perf_counter() - start
         if batch_coupled(self.model):
             freeze_statistics(self.model, coords)  # single points can now be queried in eval
-        final = self.history[-1] if self.history and self.history[-1]["step"] == self.step \
-            else {"step": self.step, **self.evaluate()}
-        metrics = {**final, "steps": self.step, "seconds": round(self.seconds, 3)}
+        last = self.history[-1] if self.history and self.history[-1]["step"] == self.step else {}
+        metrics = {**last, "step": self.step, **self.evaluate(structural=True),
+                   "steps": self.step, "seconds": round(self.seconds, 3)}
         if self.out is not None:
             self._save_checkpoint()
             self._write_final("finished", metrics)
