@@ -83,7 +83,7 @@ def build_config(signal: str | None, preset_name: str | None, config_file: str |
 
 
 def _fit_parser(sub: Any) -> None:
-    p = sub.add_parser("fit", help="fit an INR to a signal",
+    p = sub.add_parser("fit", help="fit an INR to a signal", allow_abbrev=False,
                        description="Fit an INR. SIGNAL: an image path, an embedded image name "
                        "(astronaut, camera, …) or a 1-D spec (sines:5,10,15[@N]). Any config field "
                        "can be given as --dotted.path VALUE (see `inrlab fields`).")
