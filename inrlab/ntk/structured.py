@@ -11,6 +11,8 @@ this is why batch-coupled norms are excluded (:func:`unsupported_layer`).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,23 +57,33 @@ def unsupported_layer(model: nn.Module) -> str | None:
 
 
 def grid_overlap(index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """W Wᵀ (N × N) of one level's interpolation matrix W (N × table rows), given the rows
-    ``index`` (N, 2^d) and weights ``weight`` (N, 2^d) of each sample's vertices.
+    """W Wᵀ of one level's interpolation matrix W (N × table rows), as a coalesced sparse COO
+    (N, N) tensor, given the rows ``index`` (N, 2^d) and weights ``weight`` (N, 2^d) of each
+    sample's vertices.
 
-    Only the rows the samples touch matter: they are renumbered 0..U-1 (U ≤ N·2^d). Small U
-    (coarse levels, where most pairs of samples share vertices) uses a dense N × U product;
-    large U (fine or hashed levels, few shared vertices) a sparse one.
+    Only the rows the samples touch matter: they are renumbered 0..U-1 (U ≤ N·2^d) and the
+    product is taken sparse × sparse (torch COO), fast for coarse and fine levels alike.
     """
     n, c = index.shape
     rows, inverse = torch.unique(index.reshape(-1), return_inverse=True)
-    u = rows.numel()
     sample = torch.arange(n, device=index.device).repeat_interleave(c)
-    if u <= 4 * c * 256 or u * n <= 2**22:
-        w = torch.zeros(n, u, dtype=weight.dtype, device=weight.device)
-        w.index_put_((sample, inverse), weight.reshape(-1), accumulate=True)
-        return w @ w.T
-    w = torch.sparse_coo_tensor(torch.stack([sample, inverse]), weight.reshape(-1), (n, u)).coalesce()
-    return torch.sparse.mm(w, w.t()).to_dense()
+    w = torch.sparse_coo_tensor(torch.stack([sample, inverse]), weight.reshape(-1),
+                                (n, rows.numel()), check_invariants=False).coalesce()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "sparse CSR support is in beta" notice
+        return torch.sparse.mm(w, w.t()).coalesce()
+
+
+def _add_grid_share(k: torch.Tensor, overlap: torch.Tensor, ga: torch.Tensor,
+                    gb: torch.Tensor) -> None:
+    """k += overlap ⊙ (ga gbᵀ) for sparse ``overlap`` (N, N) and ga, gb (N, F), touching only
+    the pairs of samples that share a vertex when they are few (fine levels)."""
+    n = k.shape[0]
+    ij, vals = overlap.indices(), overlap.values()
+    if vals.numel() > n * n // 4:
+        k += overlap.to_dense() * (ga @ gb.T)
+    else:
+        k.index_put_((ij[0], ij[1]), vals * (ga[ij[0]] * gb[ij[1]]).sum(-1), accumulate=True)
 
 
 def structured_blocks(model: INR, x: torch.Tensor, directions: torch.Tensor,
@@ -123,11 +135,11 @@ def structured_blocks(model: INR, x: torch.Tensor, directions: torch.Tensor,
     for k, (kind, saved, node, w_on, b_on) in enumerate(layers):
         g = [head_g[a] if node is out else _zero_if_none(grads[a][k], node) for a in range(m)]
         if kind == "grid":
-            index, weight = enc.interpolation(x)
+            weight = weight.to(x.dtype)
             for lev in range(index.shape[1]):
-                overlap = grid_overlap(index[:, lev], weight[:, lev].to(x.dtype))
+                overlap = grid_overlap(index[:, lev], weight[:, lev])
                 for a, b in pair_list:
-                    blocks[a, b] += overlap * (g[a][:, lev] @ g[b][:, lev].T)
+                    _add_grid_share(blocks[a, b], overlap, g[a][:, lev], g[b][:, lev])
             continue
         assert saved is not None
         if kind == "linear":
@@ -135,7 +147,7 @@ def structured_blocks(model: INR, x: torch.Tensor, directions: torch.Tensor,
             if b_on:
                 share += 1
             for a, b in pair_list:
-                blocks[a, b] += (g[a] @ g[b].T) * share
+                blocks[a, b].addcmul_(g[a] @ g[b].T, share)
         else:  # layer-norm affine: γ share (G⊙X̂)(G⊙X̂)ᵀ, β share G Gᵀ
             for a, b in pair_list:
                 if w_on:
