@@ -52,3 +52,22 @@ def test_sample_points():
         sample_points(img, 5000)
     with pytest.raises(InrlabError, match="sampling"):
         sample_points(img, 10, "sobol")
+
+
+def test_cli_ntk(tmp_path, capsys):
+    from inrlab.cli import main
+
+    out = tmp_path / "ntk"
+    rc = main(["ntk", "sines:3,9@64", "--preset", "relu", "--compare", "pe", "--points", "32",
+               "--model.width", "16", "--out", str(out)])
+    assert rc == 0
+    data = json.loads((out / "spectrum.json").read_text())
+    assert set(data["models"]) == {"relu", "pe"} and data["points"] == 32
+    for r in data["models"].values():
+        lam = r["eigenvalues"]
+        assert len(lam) == 32 and r["lambda_max"] == lam[0] and r["lambda_min"] == lam[-1]
+        assert len(r["mean_frequency"]) == 8  # regular sampling: eigenvector frequencies
+    for name in ("eigenvalue_histogram.png", "eigenvalues_sorted.png", "eigenvalues_normalized.png"):
+        assert (out / name).exists()
+    assert main(["ntk", "sines:3@64", "--preset", "relu", "--points", "65"]) == 2
+    assert "between 1 and 64" in capsys.readouterr().err

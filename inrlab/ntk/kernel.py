@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 
 import torch
 from torch import nn
@@ -125,6 +126,7 @@ def kernel(model: nn.Module, x: torch.Tensor, method: str = "auto",
     route = resolve_method(model, method)
     m, xx = _prepare(model, x, dtype)
     dirs = output_directions(outputs, _channels(m, xx), dtype, xx.device)
+    _check_memory(dirs.shape[0] * xx.shape[0], dtype, xx.device)
     pairs = "all" if outputs == "full" else "diag"
     blocks_fn = structured_blocks if route == "structured" else jacobian_blocks
     blocks = blocks_fn(m, xx, dirs, pairs).detach()
@@ -135,6 +137,19 @@ def kernel(model: nn.Module, x: torch.Tensor, method: str = "auto",
                           f"gradients overflow at these points; check the model (lower the learning "
                           f"rate, or a smaller ω₀) before computing its kernel")
     return k
+
+
+def _check_memory(rows: int, dtype: torch.dtype, device: torch.device) -> None:
+    """Refuse a dense kernel whose working set (≈ 4 matrices of rows²) exceeds the memory."""
+    need = 4 * rows * rows * torch.finfo(dtype).bits // 8
+    if device.type == "cuda":
+        have = torch.cuda.mem_get_info(device)[1]
+    else:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise InrlabError(f"a dense {rows}×{rows} eNTK needs about {need / 2**30:.0f} GiB, more than "
+                          f"the {have / 2**30:.0f} GiB available: use fewer points, or lanczos() / "
+                          f"kernel_matvec() which never form the kernel")
 
 
 def _assemble(blocks: torch.Tensor, outputs: str | int) -> torch.Tensor:
