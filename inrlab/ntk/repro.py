@@ -122,29 +122,36 @@ def _plots(per_model: dict[str, Any], at: list[int], folder: Path, title: str) -
         eigenvalue_histograms(curves, folder / f"histogram_step{step}.png", f"{title}, step {step}")
 
 
-def _log10(v: float) -> float:
-    return float(np.log10(v)) if v > 0 else float("nan")
+def _log10(v: float | np.ndarray, floor: float) -> Any:
+    """log10 of eigenvalue statistics, clipped at the rounding floor N·ε·λ_max (below it a value
+    is not resolved: reported as the floor)."""
+    return np.log10(np.maximum(v, floor))
 
 
 def summarize(images: dict[str, Any], at: list[int], references: list[str]) -> dict[str, Any]:
     """Per model and spectrum: statistics averaged over images (λ's geometrically, as mean
-    log10), mean log10 λ (the histogram's centre), λ_min orders of magnitude above each reference
-    model, and the final PSNR / MS-SSIM."""
+    log10, clipped at the rounding floor), mean log10 λ (the histogram's centre), how many images
+    have a numerically singular kernel, λ_min orders of magnitude above each reference model,
+    and the final PSNR / MS-SSIM."""
     models = next(iter(images.values())).keys()
     out: dict[str, Any] = {}
     for m in models:
         stages: dict[str, Any] = {}
         for key in images[next(iter(images))][m]["spectra"]:
             rows = [images[i][m]["spectra"][key] for i in images]
-            st = {f"log10_{s}": float(np.nanmean([_log10(r[s]) for r in rows])) for s in STATS}
+            st = {f"log10_{s}": float(np.mean([_log10(r[s], r["floor"]) for r in rows]))
+                  for s in STATS}
             st["mean_log10_lambda"] = float(np.mean(
-                [np.mean(np.log10(np.clip(r["eigenvalues"], 1e-300, None))) for r in rows]))
+                [np.mean(_log10(np.asarray(r["eigenvalues"]), r["floor"])) for r in rows]))
+            st["singular_images"] = sum(bool(r["singular"]) for r in rows)
             for ref in references:
                 ref_key = key.replace(" no grid", "")
                 if ref in images[next(iter(images))] and ref != m:
-                    st[f"orders_lambda_min_vs_{ref}"] = float(np.nanmean(
-                        [_log10(images[i][m]["spectra"][key]["lambda_min"])
-                         - _log10(images[i][ref]["spectra"][ref_key]["lambda_min"]) for i in images]))
+                    mine = [images[i][m]["spectra"][key] for i in images]
+                    theirs = [images[i][ref]["spectra"][ref_key] for i in images]
+                    st[f"orders_lambda_min_vs_{ref}"] = float(np.mean(
+                        [_log10(a["lambda_min"], a["floor"]) - _log10(b["lambda_min"], b["floor"])
+                         for a, b in zip(mine, theirs, strict=True)]))
             stages[key] = st
         out[m] = {"spectra": stages,
                   "psnr": float(np.mean([images[i][m]["psnr"] for i in images])),
@@ -166,7 +173,8 @@ def markdown(summary: dict[str, Any], title: str, steps: int) -> str:
         refs = sorted({k for r in summary.values() for k in r["spectra"].get(stage, {})
                        if k.startswith("orders")})
         head = ["model", "log10 λ_max", "log10 λ_min", "log10 mean", "log10 var", "mean log10 λ",
-                "log10 cond"] + [r.replace("orders_lambda_min_vs_", "λ_min orders vs ") for r in refs]
+                "log10 cond", "singular"] + [r.replace("orders_lambda_min_vs_", "λ_min orders vs ")
+                                             for r in refs]
         lines += [f"**{stage}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for m, r in summary.items():
             st = r["spectra"].get(stage)
@@ -174,8 +182,11 @@ def markdown(summary: dict[str, Any], title: str, steps: int) -> str:
                 continue
             vals = [st["log10_lambda_max"], st["log10_lambda_min"], st["log10_mean"],
                     st["log10_variance"], st["mean_log10_lambda"], st["log10_condition"]]
-            vals += [st.get(k, float("nan")) for k in refs]
-            lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
+            cells = [f"{v:.2f}" for v in vals] + [str(st["singular_images"])]
+            cells += [f"{st[k]:.2f}" if k in st else "" for k in refs]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("(λ statistics are means of log10 over images, clipped at the rounding floor "
+                     "N·ε·λ_max; 'singular': images whose λ_min is at that floor.)")
         lines.append("")
     lines += [f"**after {steps} steps**", "", "| model | PSNR (dB) | MS-SSIM |", "|---|---|---|"]
     for m, r in summary.items():

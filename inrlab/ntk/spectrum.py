@@ -59,12 +59,18 @@ def eigh(k: torch.Tensor | np.ndarray, vectors: bool = False
 
 def summary(eigenvalues: np.ndarray) -> dict[str, Any]:
     """λ_max, λ_min, condition number λ_max/λ_min (+inf when λ_min ≤ 0), mean, variance and
-    trace of descending eigenvalues (N,), plus the eigenvalues themselves."""
+    trace of descending eigenvalues (N,), plus the eigenvalues themselves.
+
+    ``floor`` = N·ε·λ_max (ε = float64 machine epsilon) is the rounding floor of a symmetric
+    eigen-solver: eigenvalues below it are not resolved, and ``singular`` says λ_min is one.
+    """
     lam = np.asarray(eigenvalues, np.float64)
     lmax, lmin = float(lam[0]), float(lam[-1])
+    floor = lam.size * np.finfo(np.float64).eps * max(abs(lmax), np.finfo(np.float64).tiny)
     return {"eigenvalues": lam, "n": int(lam.size), "lambda_max": lmax, "lambda_min": lmin,
             "condition": lmax / lmin if lmin > 0 else float("inf"), "mean": float(lam.mean()),
-            "variance": float(lam.var()), "trace": float(lam.sum())}
+            "variance": float(lam.var()), "trace": float(lam.sum()), "floor": floor,
+            "singular": bool(lmin <= floor)}
 
 
 def report(k: torch.Tensor | np.ndarray, grid_shape: tuple[int, ...] | None = None,
