@@ -10,14 +10,18 @@ import numpy as np
 
 from ..plots import plt
 
-FLOOR = 1e-300  # eigenvalues ≤ 0 (rounding of a PSD kernel) are drawn at the plot's floor
+EPS = np.finfo(np.float64).eps
+
+
+def resolved(lam: np.ndarray) -> np.ndarray:
+    """Eigenvalues clipped at their rounding floor N·ε·λ_max (below it nothing is resolved; a
+    PSD kernel's rounding also leaves tiny negative values there)."""
+    lam = np.asarray(lam, np.float64)
+    return np.maximum(lam, len(lam) * EPS * max(float(lam.max()), np.finfo(np.float64).tiny))
 
 
 def _log10(lam: np.ndarray) -> np.ndarray:
-    lam = np.asarray(lam, np.float64)
-    pos = lam[lam > 0]
-    floor = pos.min() if pos.size else 1.0
-    return np.log10(np.maximum(lam, max(floor, FLOOR)))
+    return np.log10(resolved(lam))
 
 
 def eigenvalue_histograms(spectra: dict[str, np.ndarray], path: Path, title: str = "",
@@ -42,12 +46,13 @@ def eigenvalue_histograms(spectra: dict[str, np.ndarray], path: Path, title: str
 
 def sorted_eigenvalue_curves(spectra: dict[str, np.ndarray], path: Path, title: str = "",
                              normalized: bool = False) -> None:
-    """λ_i against i (descending, log y axis), one curve per label; ``normalized``: λ_i / λ_max."""
+    """λ_i against i (descending, log y axis), one curve per label; ``normalized``: λ_i / λ_max.
+    Values below a curve's rounding floor N·ε·λ_max are drawn at the floor."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, lam in spectra.items():
-        lam = np.asarray(lam, np.float64)
+        lam = resolved(lam)
         y = lam / lam[0] if normalized else lam
-        ax.semilogy(np.arange(1, len(y) + 1), np.maximum(y, FLOOR), label=label, lw=1.2)
+        ax.semilogy(np.arange(1, len(y) + 1), y, label=label, lw=1.2)
     ax.set_xlabel("eigenvalue index i")
     ax.set_ylabel("λ_i / λ_max" if normalized else "λ_i")
     ax.set_title(title or "sorted eNTK eigenvalues")
