@@ -119,6 +119,9 @@ class TrainConfig:
     device: str = "auto"
     technique: str = "mse"
     adam_eps: float = 1e-8
+    diagnostics_every: int = 0  # record band errors Δ_k every k steps into RUN/diagnostics (0: off)
+    ntk_steps: list[int] = field(default_factory=list)  # steps (0: init) to record eNTK spectra at
+    ntk_points: int = 256  # random training points the diagnostic eNTK is computed on
 
     def validate(self) -> None:
         _positive("train.steps", self.steps)
@@ -131,6 +134,11 @@ class TrainConfig:
         _positive("train.adam_eps", self.adam_eps)
         if self.batch_size is not None:
             _positive("train.batch_size", self.batch_size)
+        if self.diagnostics_every < 0:
+            raise InrlabError("train.diagnostics_every must be ≥ 0 (0 turns band errors off)")
+        if any(s < 0 for s in self.ntk_steps):
+            raise InrlabError("train.ntk_steps must be step numbers ≥ 0 (0: initialization)")
+        _positive("train.ntk_points", self.ntk_points)
         if any(m <= 0 for m in self.milestones):
             raise InrlabError("train.milestones must be positive step numbers")
 

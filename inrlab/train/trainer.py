@@ -116,6 +116,12 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.last_ckpt_step: int | None = None
         self.resolved = {**cfg.to_dict(), "signal_meta": self.signal.meta}
+        self.diagnostics = None
+        if t.diagnostics_every or t.ntk_steps:
+            from ..ntk.diagnostics import Diagnostics
+
+            self.diagnostics = Diagnostics(self.signal, t.diagnostics_every, t.ntk_steps,
+                                           t.ntk_points, t.seed, self.out)
         if self.out is not None:
             self._prepare_folder(resume, overwrite)
 
@@ -213,6 +219,9 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc=f"{self.cfg.preset or 'model'} on {sig.name}", leave=True)
         start = time.perf_counter() - self.seconds
+        diag = self.diagnostics
+        if diag is not None and self.step == 0:
+            diag.record(self.model, 0, lambda: predict(self.model, coords))
         try:
             while self.step < t.steps:
                 rng_at_step = (self.gen.get_state(), torch.get_rng_state())
@@ -245,6 +254,8 @@ class Trainer:
                     if self.out is not None:
                         with open(self.out / "history.jsonl", "a") as f:
                             f.write(json.dumps(to_jsonable(rec)) + "\n")
+                if diag is not None and diag.due(self.step):
+                    diag.record(self.model, self.step, lambda: predict(self.model, coords))
                 if self.step % t.checkpoint_every == 0 and self.step < t.steps:
                     self.seconds = time.perf_counter() - start
                     self._save_checkpoint()
@@ -270,6 +281,8 @@ class Trainer:
         if self.out is not None:
             self._save_checkpoint()
             self._write_final("finished", metrics)
+            if diag is not None:
+                diag.finish()
         return FitResult(self.model, sig, self.cfg, metrics, self.history, self.out)
 
     def _write_final(self, status: str, metrics: dict[str, Any]) -> None:

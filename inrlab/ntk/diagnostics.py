@@ -1,0 +1,110 @@
+"""Training-dynamics diagnostics recorded by the trainer (off by default).
+
+``train.diagnostics_every = k`` records the band error Δ_k of the full-grid prediction every k
+steps (and at step 0); ``train.ntk_steps = [0, 500, 1000]`` records the eNTK spectrum on
+``train.ntk_points`` seeded random training points at those steps. Files, in ``RUN/diagnostics/``:
+
+    band_error.jsonl   {"step", "bands": [...], "error": [...]} per record
+    ntk.jsonl          {"step", "method", "points", eigenvalues, lambda_min, lambda_max, ...}
+    band_error.png     heat-map of Δ_k over iterations (IGA Fig. 1, normalization paper Fig. 3)
+    ntk_spectra.png    sorted-eigenvalue curves at the recorded steps
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..signals import Signal
+from ..train.metrics import band_error_1d, band_error_2d
+from ..utils import to_jsonable
+from .kernel import kernel, resolve_method
+from .points import sample_points
+from .spectrum import eigh, summary
+
+N_BANDS = 8
+
+
+def band_errors(signal: Signal, pred: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Band labels and relative errors Δ_k of a full-grid prediction (N, C).
+
+    2-D grids: ``N_BANDS`` radial rings (``band_error_2d``); 1-D signals with ``band_bins`` (the
+    IGA sines): those rfft bins; other 1-D signals: ``N_BANDS`` equal-width rfft bin ranges.
+    """
+    y, p = signal.grid(signal.targets), signal.grid(pred)
+    if y.ndim == 3:
+        return [f"ring {k}" for k in range(N_BANDS)], band_error_2d(p, y, N_BANDS)
+    bins = np.asarray(getattr(signal, "band_bins", ()), dtype=int)
+    if len(bins):
+        return [f"bin {b}" for b in bins], band_error_1d(p, y, bins)
+    fy = np.fft.rfft(y, axis=0)
+    fd = np.fft.rfft(y - p, axis=0)
+    edges = np.linspace(0, len(fy), N_BANDS + 1).round().astype(int)
+    err = [np.linalg.norm(fd[a:b]) / max(np.linalg.norm(fy[a:b]), 1e-12)
+           for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [f"bins {a}-{b - 1}" for a, b in zip(edges[:-1], edges[1:], strict=True)], np.array(err)
+
+
+class Diagnostics:
+    """Records band errors and eNTK spectra of one training run into ``out / "diagnostics"``."""
+
+    def __init__(self, signal: Signal, every: int, ntk_steps: list[int], ntk_points: int,
+                 seed: int, out: Path | None):
+        self.signal, self.every, self.ntk_steps = signal, every, set(ntk_steps)
+        self.dir = out / "diagnostics" if out is not None else None
+        self.bands: list[dict[str, Any]] = []
+        self.spectra: list[dict[str, Any]] = []
+        self.points = None
+        if self.ntk_steps:
+            n = min(ntk_points, len(signal.train_idx))
+            idx, _ = sample_points(signal, n, "random", seed, pool=signal.train_idx)
+            self.points = signal.coords[idx]
+
+    def due(self, step: int) -> bool:
+        return (self.every > 0 and step % self.every == 0) or step in self.ntk_steps
+
+    def record(self, model: nn.Module, step: int, predict: Callable[[], torch.Tensor]) -> None:
+        """Record what is due at ``step``; ``predict()`` gives the full-grid prediction (N, C)."""
+        if self.every > 0 and step % self.every == 0:
+            labels, err = band_errors(self.signal, predict().float().cpu().numpy())
+            self._write("band_error", {"step": step, "bands": labels, "error": err}, self.bands)
+        if step in self.ntk_steps and self.points is not None:
+            x = self.points.to(next(model.parameters()).device)
+            lam = eigh(kernel(model, x))
+            rec = {"step": step, "method": resolve_method(model, "auto"), "points": len(x),
+                   **summary(lam)}
+            self._write("ntk", rec, self.spectra)
+
+    def _write(self, name: str, rec: dict[str, Any], store: list[dict[str, Any]]) -> None:
+        store.append(rec)
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(self.dir / f"{name}.jsonl", "a") as f:
+                f.write(json.dumps(to_jsonable(rec)) + "\n")
+
+    def finish(self) -> None:
+        """Draw the figures from everything recorded in the folder (a resumed run included)."""
+        from .plots import band_error_heatmap, sorted_eigenvalue_curves
+
+        if self.dir is None:
+            return
+        bands = _read(self.dir / "band_error.jsonl")
+        if bands:
+            band_error_heatmap(bands, self.dir / "band_error.png", title=self.signal.name)
+        spectra = _read(self.dir / "ntk.jsonl")
+        if spectra:
+            curves = {f"step {r['step']}": np.asarray(r["eigenvalues"], float) for r in spectra}
+            sorted_eigenvalue_curves(curves, self.dir / "ntk_spectra.png",
+                                     title=f"eNTK on {spectra[-1]['points']} points")
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
