@@ -170,7 +170,8 @@ class LocalPool:
                     code = w.proc.exitcode
                     why = (f"signal {signal.Signals(-code).name}" if code is not None and code < 0
                            else f"exit code {code}")
-                    self.pool[i] = _Worker(self.ctx, w.env, w.threads)
+                    if queue:  # replace the worker only while there is work left
+                        self.pool[i] = _Worker(self.ctx, w.env, w.threads)
                     yield task, {"key": task["key"], "status": "failed", "metrics": None,
                                  "error": f"worker process died ({why}) while running this run",
                                  "host": socket.gethostname()}
@@ -242,28 +243,39 @@ class RayExecutor:
         elif num_cpus:
             kwargs["num_cpus"] = num_cpus
         self.started = not ray.is_initialized()
-        err: list[BaseException] = []
-
-        def init() -> None:
-            try:
-                if self.started:
-                    ray.init(**kwargs)
-            except BaseException as e:  # noqa: BLE001  (reported in the caller's thread)
-                err.append(e)
-
-        th = threading.Thread(target=init, daemon=True)
-        th.start()
-        th.join(timeout)
-        if th.is_alive():
-            raise InrlabError(f"Ray did not connect to {address or 'a local instance'} within "
-                              f"{timeout:g} s: check the address or raise --ray-timeout")
-        if err:
-            raise InrlabError(f"Ray could not start or connect ({_one_line(err[0])}): check "
-                              f"--address (or omit it for a local instance)")
+        if self.started:
+            self._init(kwargs, address, timeout)
         self.cpus_per_run = cpus_per_run
         self.gpus_per_run = gpus_per_run if gpus_per_run is not None else (
             1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0)
         self.refs: dict[Any, Task] = {}
+
+    def _init(self, kwargs: dict[str, Any], address: str | None, timeout: float) -> None:
+        """``ray.init``; connecting to a cluster is bounded by ``timeout`` seconds. (A local
+        instance starts in this thread: its processes die with the thread that started them.)"""
+        if not address:
+            try:
+                self.ray.init(**kwargs)
+            except Exception as e:  # noqa: BLE001
+                raise InrlabError(f"Ray could not start a local instance ({_one_line(e)})") from None
+            return
+        err: list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                self.ray.init(**kwargs)
+            except BaseException as e:  # noqa: BLE001  (reported in the caller's thread)
+                err.append(e)
+
+        th = threading.Thread(target=connect, daemon=True)
+        th.start()
+        th.join(timeout)
+        if th.is_alive():
+            raise InrlabError(f"Ray did not connect to {address} within {timeout:g} s: check the "
+                              f"address or raise --ray-timeout")
+        if err:
+            raise InrlabError(f"Ray could not connect to {address} ({_one_line(err[0])}): check "
+                              f"--address (or omit it for a local instance)")
 
     def run(self, tasks: list[Task], on_start: OnStart) -> Iterator[tuple[Task, Result]]:
         ray = self.ray

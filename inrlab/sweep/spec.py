@@ -172,7 +172,7 @@ def value_label(axis: Axis, value: Any) -> str:
 def _slug(axis: Axis, label: str) -> str:
     text = label if axis.path in ("signal.name", "preset", "train.technique", "model.norm", None) \
         else f"{axis.name.rsplit('.', 1)[-1]}{label}"
-    return re.sub(r"[^A-Za-z0-9._+]+", "_", text)
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text)
 
 
 def check_technique(name: str) -> None:
@@ -201,7 +201,7 @@ def load_plugins(modules: list[str], paths: list[str]) -> None:
 
 def _line_of(text: str, key: str) -> str:
     """``"line N: "`` of the first line that defines ``key`` (best effort), else ``""``."""
-    pat = re.compile(rf'^\s*(\[+\s*)?("?)[\w."]*{re.escape(key)}\2?\s*(=|\])', re.M)
+    pat = re.compile(rf'^[ \t]*(\[+[ \t]*)?("?)[\w."]*{re.escape(key)}\2?[ \t]*(=|\])', re.M)
     m = pat.search(text)
     return f"line {text.count(chr(10), 0, m.start()) + 1}: " if m else ""
 
@@ -218,7 +218,9 @@ def load_sweep(path: str | Path) -> Sweep:
         msg = str(e)
         m = re.search(r"line (\d+)", msg)
         shown = ""
-        if m:
+        if m is None and "end of document" in msg:
+            msg = msg.replace("end of document", f"end of document (line {len(text.splitlines())})")
+        elif m:
             lines = text.splitlines()
             n = int(m.group(1))
             if 0 < n <= len(lines):
