@@ -179,14 +179,18 @@ class LocalPool:
     def close(self) -> None:
         """Stop the workers: idle ones at once; busy ones get SIGINT (they checkpoint) and 20 s."""
         for w in self.pool:
-            if w.proc.is_alive():
+            if not w.proc.is_alive():
+                continue
+            try:
+                if w.task is not None and w.conn.poll(0.5):
+                    w.conn.recv()  # its run already stopped (checkpointed on the terminal's Ctrl-C)
+                    w.task = None
                 if w.task is None:
-                    try:
-                        w.conn.send(None)
-                    except (BrokenPipeError, OSError):
-                        pass
+                    w.conn.send(None)
                 else:
                     os.kill(w.proc.pid, signal.SIGINT)
+            except (EOFError, OSError):
+                pass
         deadline = time.time() + 20
         for w in self.pool:
             w.proc.join(max(0.0, deadline - time.time()))
