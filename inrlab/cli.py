@@ -1,4 +1,4 @@
-"""Command-line interface: ``inrlab fit``, ``inrlab presets``, ``inrlab bench …``.
+"""Command-line interface: ``inrlab fit``, ``presets``, ``fields``, ``bench …``, ``sweep …``, ``report``.
 
 Any config field can be set with ``--dotted.path VALUE`` (or ``--dotted.path=VALUE``); a unique
 suffix is enough (``--lr 1e-3``, ``--encoding.sigma 5``, ``--norm cross``). Errors in user input
@@ -19,6 +19,7 @@ from typing import Any
 from .config import DEFAULT_PRESET, PRESETS, RunConfig, flatten, load_toml, merge, preset, set_field
 from .errors import DivergedError, InrlabError
 from .ntk.cli import ntk_parser
+from .sweep.cli import report_parser, sweep_parser
 
 
 def field_paths(cls: type = RunConfig, prefix: str = "") -> list[str]:
@@ -164,7 +165,7 @@ def cmd_bench(args: argparse.Namespace, extra: dict[str, str]) -> int:
 
 # Each command module contributes one parser builder; later features append here.
 PARSERS: list[Callable[[Any], None]] = [_fit_parser, _presets_parser, _fields_parser, _bench_parser,
-                                        ntk_parser]
+                                        ntk_parser, sweep_parser, report_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

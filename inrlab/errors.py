@@ -11,3 +11,7 @@ class InrlabError(ValueError):
 
 class DivergedError(InrlabError):
     """Training produced a non-finite loss; the last good checkpoint and metrics were kept."""
+
+
+class RunInterrupted(InrlabError):
+    """Training was interrupted (Ctrl-C); with a run folder, a checkpoint to resume from was saved."""

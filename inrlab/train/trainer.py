@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import DEFAULT_PRESET, RunConfig, SignalConfig, from_dict, preset, set_field
-from ..errors import DivergedError, InrlabError
+from ..errors import DivergedError, InrlabError, RunInterrupted
 from ..models import INR, batch_coupled, build_model, freeze_statistics, set_norm_stats
 from ..signals import Signal, load_signal
 from ..techniques import Technique, build_technique
@@ -265,10 +265,10 @@ class Trainer:
             self.gen.set_state(rng_at_step[0])  # replay the interrupted step exactly on resume
             torch.set_rng_state(rng_at_step[1])
             if self.out is None:
-                raise InrlabError(f"interrupted at step {self.step} (no --out: nothing saved)") \
+                raise RunInterrupted(f"interrupted at step {self.step} (no --out: nothing saved)") \
                     from None
             self._save_checkpoint()
-            raise InrlabError(f"interrupted at step {self.step}; checkpoint saved in {self.out}: "
+            raise RunInterrupted(f"interrupted at step {self.step}; checkpoint saved in {self.out}: "
                               f"run the same command with --resume to continue") from None
         finally:
             bar.close()

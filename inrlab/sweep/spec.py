@@ -1,0 +1,365 @@
+"""Sweep files: a base config, axes to cross and tiers, expanded into a plan of runs.
+
+A sweep file (TOML)::
+
+    name = "example"
+    preset = "relu"                       # base preset (default: the library default)
+    plugins = ["my_techniques"]           # modules imported first (register techniques, ...)
+    [signal]                              # base overrides, like a `inrlab fit --config` file
+    size = 64
+    [train]
+    eval_every = 25
+    [axes]                                # crossed: one run per combination
+    signals = ["astronaut", "camera"]     # aliases: signals presets techniques norms seeds
+    presets = ["relu", "siren"]
+    "model.encoding.sigma" = [5.0, 10.0]  # any dotted field
+    seeds = [0, 1]
+    [[axes.method]]                       # a "variant" axis: each value is a table of fields
+    label = "siren+iga"
+    preset = "siren"
+    "train.technique" = "iga"
+    [tiers.quick]                         # --tier quick: fields (and [tiers.quick.axes]) replaced
+    "train.steps" = 200
+    [[exclude]]                           # skip the combinations matching every given axis
+    preset = "hash"
+    norm = "batch"
+
+Fields are applied in this order: preset (variant > preset axis > base), base tables, tier,
+then the axes in file order. Every run's config is resolved and validated before anything runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import itertools
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from ..config import DEFAULT_PRESET, PRESETS, RunConfig, flatten, get_field, preset, set_field
+from ..errors import InrlabError
+
+# Axis aliases → dotted path; the short name is what tables and labels call the axis.
+ALIASES = {"signals": "signal.name", "presets": "preset", "techniques": "train.technique",
+           "norms": "model.norm", "seeds": "train.seed"}
+SHORT = {"signal.name": "signal", "preset": "preset", "train.technique": "technique",
+         "model.norm": "norm", "train.seed": "seed"}
+FIELD_OF = {**ALIASES, **{short: path for path, short in SHORT.items()}}  # also singular names
+TOP_KEYS = {"name", "description", "preset", "plugins", "signal", "model", "train", "axes", "tiers",
+            "default_tier", "exclude"}
+BASE_TIER = "base"
+
+
+@dataclass
+class PlannedRun:
+    """One run of a sweep: its resolved config, the store key and the axis values that made it."""
+
+    key: str  # hash of the resolved config (train.device excluded: chosen per worker)
+    label: str  # human-readable, e.g. "astronaut-relu-seed0"
+    axes: dict[str, str]  # axis name → value label
+    config: RunConfig
+
+    @property
+    def folder(self) -> str:
+        """Run folder name inside the sweep's ``runs/``."""
+        return f"{self.label}-{self.key[:8]}"
+
+
+@dataclass
+class Axis:
+    name: str  # short name used by tables (signal, preset, seed, model.width, method, ...)
+    path: str | None  # dotted field, "preset", or None for a variant axis
+    values: list[Any]
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file. :meth:`plan` expands it for one tier."""
+
+    path: Path
+    text: str
+    name: str
+    base_preset: str | None
+    base: dict[str, Any]  # flattened dotted overrides from [signal]/[model]/[train]
+    axes: list[Axis]
+    tiers: dict[str, dict[str, Any]]
+    default_tier: str
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, tier: str | None = None) -> list[PlannedRun]:
+        """Every run of ``tier`` (default: the file's default tier), resolved and validated."""
+        tier = tier or self.default_tier
+        if tier not in self.tiers:
+            raise InrlabError(f"sweep file {self._where()}has no tier {tier!r}: choose one of "
+                              f"{', '.join(self.tiers)}")
+        tier_fields = dict(self.tiers[tier])
+        tier_axes = tier_fields.pop("axes", {})
+        axes = [Axis(a.name, a.path, tier_axes.get(a.name, a.values)) for a in self.axes]
+        load_plugins(self.plugins, [str(self.path.parent)])
+        runs: list[PlannedRun] = []
+        seen: dict[str, str] = {}
+        for combo in itertools.product(*(a.values for a in axes)):
+            labels = {a.name: value_label(a, v) for a, v in zip(axes, combo, strict=True)}
+            if any(all(labels.get(k) == str(v) for k, v in ex.items()) for ex in self.exclude):
+                continue
+            run_label = "-".join(_slug(a, labels[a.name]) for a in axes) or "run"
+            cfg = self._resolve(axes, combo, tier_fields, run_label)
+            key = config_key(cfg)
+            if key in seen:
+                raise InrlabError(f"sweep file {self._where()}runs {seen[key]!r} and {run_label!r} "
+                                  f"resolve to the same config: remove the duplicate axis value")
+            seen[key] = run_label
+            runs.append(PlannedRun(key, run_label, labels, cfg))
+        if not runs:
+            raise InrlabError(f"sweep file {self._where()}plans no runs (every combination is "
+                              f"excluded): loosen [[exclude]]")
+        return runs
+
+    def _resolve(self, axes: list[Axis], combo: tuple[Any, ...], tier_fields: dict[str, Any],
+                 label: str) -> RunConfig:
+        name = self.base_preset or DEFAULT_PRESET
+        fields: list[tuple[str, Any]] = []
+        for a, v in zip(axes, combo, strict=True):
+            if a.path == "preset":
+                name = v
+            elif a.path is not None:
+                fields.append((a.path, v))
+            else:
+                for k, val in v.items():
+                    if k == "preset":
+                        name = val
+                    elif k != "label":
+                        fields.append((k, val))
+        try:
+            cfg = preset(name)
+            for k, v in [*self.base.items(), *tier_fields.items(), *fields]:
+                set_field(cfg, k, copy.deepcopy(v))
+            cfg.validate()
+            check_technique(cfg.train.technique)
+        except InrlabError as e:
+            raise InrlabError(f"sweep file {self._where()}run {label!r}: {e}") from None
+        return cfg
+
+    def _where(self) -> str:
+        return f"{str(self.path)!r} "
+
+
+def config_key(cfg: RunConfig) -> str:
+    """16 hex digits of the SHA-256 of the resolved config without ``train.device``."""
+    d = cfg.to_dict()
+    d["train"].pop("device", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def value_label(axis: Axis, value: Any) -> str:
+    """How a value of ``axis`` is named in labels and tables (variants: their ``label``)."""
+    if isinstance(value, dict):
+        return str(value["label"])
+    if axis.path == "signal.name" and ("/" in str(value) or "." in str(value)):
+        return Path(str(value)).stem
+    return str(value)
+
+
+def _slug(axis: Axis, label: str) -> str:
+    text = label if axis.path in ("signal.name", "preset", "train.technique", "model.norm", None) \
+        else f"{axis.name.rsplit('.', 1)[-1]}{label}"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text)
+
+
+def check_technique(name: str) -> None:
+    from ..techniques import TECHNIQUES
+
+    if name not in TECHNIQUES:
+        raise InrlabError(f"unknown technique {name!r}: choose one of {', '.join(TECHNIQUES)} "
+                          f"(or register yours in a module named in the sweep's plugins)")
+
+
+def load_plugins(modules: list[str], paths: list[str]) -> None:
+    """Import ``modules`` (searching ``paths`` too) so they can register techniques, signals, ..."""
+    for p in paths:
+        if p not in sys.path:
+            sys.path.append(p)
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except ImportError as e:
+            raise InrlabError(f"cannot import plugin module {m!r} ({e}): put it beside the sweep "
+                              f"file or on PYTHONPATH") from None
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def _line_of(text: str, key: str) -> str:
+    """``"line N: "`` of the first line that defines ``key`` (best effort), else ``""``."""
+    pat = re.compile(rf'^[ \t]*(\[+[ \t]*)?("?)[\w."]*{re.escape(key)}\2?[ \t]*(=|\])', re.M)
+    m = pat.search(text)
+    return f"line {text.count(chr(10), 0, m.start()) + 1}: " if m else ""
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Parse and check a sweep file; errors name the file and, where known, the line."""
+    p = Path(path)
+    if not p.is_file():
+        raise InrlabError(f"sweep file {str(p)!r} not found: check the path")
+    text = p.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = re.search(r"line (\d+)", msg)
+        shown = ""
+        if m is None and "end of document" in msg:
+            msg = msg.replace("end of document", f"end of document (line {len(text.splitlines())})")
+        elif m:
+            lines = text.splitlines()
+            n = int(m.group(1))
+            if 0 < n <= len(lines):
+                shown = f": {lines[n - 1].strip()!r}"
+        raise InrlabError(f"sweep file {str(p)!r} is not valid TOML: {msg}{shown}") from None
+    return parse_sweep(data, p, text)
+
+
+def parse_sweep(data: dict[str, Any], path: Path, text: str = "") -> Sweep:
+    """Build a :class:`Sweep` from parsed TOML ``data``, checking every name it uses."""
+    where = f"sweep file {str(path)!r} "
+
+    def fail(key: str, msg: str) -> InrlabError:
+        return InrlabError(f"{where}{_line_of(text, key)}{msg}")
+
+    for k in data:
+        if k not in TOP_KEYS:
+            raise fail(k, f"unknown key {k!r}: valid keys are {', '.join(sorted(TOP_KEYS))}")
+    probe = RunConfig()
+
+    def check_field(path_: str, key_for_line: str, what: str) -> None:
+        if path_ == "preset":
+            return
+        try:
+            get_field(probe, path_)
+        except InrlabError:
+            raise fail(key_for_line, f"{what} {path_!r} names no config field: see `inrlab fields` "
+                                     f"for the dotted paths (or the aliases "
+                                     f"{', '.join(ALIASES)})") from None
+
+    base: dict[str, Any] = {}
+    for section in ("signal", "model", "train"):
+        sec = data.get(section, {})
+        if not isinstance(sec, dict):
+            raise fail(section, f"[{section}] must be a table of fields")
+        for k, v in flatten(sec, f"{section}.").items():
+            check_field(k, k.rsplit(".", 1)[-1], "field")
+            base[k] = v
+    base_preset = data.get("preset")
+    if base_preset is not None and base_preset not in PRESETS:
+        raise fail("preset", f"unknown preset {base_preset!r}: choose one of {', '.join(PRESETS)}")
+
+    axes = [_parse_axis(k, v, fail, check_field) for k, v in _axis_items(data.get("axes", {}))]
+    names = [a.name for a in axes]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise fail(next(iter(dup)), f"axis {next(iter(dup))!r} is given twice")
+
+    tiers: dict[str, dict[str, Any]] = {}
+    for tname, tdata in (data.get("tiers") or {BASE_TIER: {}}).items():
+        if not isinstance(tdata, dict):
+            raise fail(tname, f"tier {tname!r} must be a table of fields")
+        tdata = dict(tdata)
+        t_axes = {}
+        for k, v in _axis_items(tdata.pop("axes", {})):
+            ax = _parse_axis(k, v, fail, check_field)
+            if ax.name not in names:
+                raise fail(k, f"tier {tname!r} replaces axis {ax.name!r}, which [axes] does not "
+                              f"define: add it to [axes]")
+            t_axes[ax.name] = ax.values
+        fields = {}
+        for k, v in flatten(tdata).items():
+            if k == "preset":
+                raise fail(k, f"tier {tname!r} sets preset: tiers change sizes and steps; "
+                              f"put presets in [axes] or at the top")
+            check_field(k, k.rsplit(".", 1)[-1], f"tier {tname!r} field")
+            fields[k] = v
+        tiers[tname] = {**fields, "axes": t_axes}
+    default_tier = data.get("default_tier") or ("quick" if "quick" in tiers else next(iter(tiers)))
+    if default_tier not in tiers:
+        raise fail("default_tier", f"default_tier {default_tier!r} is not a tier: choose one of "
+                                   f"{', '.join(tiers)}")
+
+    exclude = data.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(e, dict) for e in exclude):
+        raise fail("exclude", "exclude must be an array of tables ([[exclude]])")
+    ex_norm = []
+    for ex in exclude:
+        norm = {}
+        for k, v in ex.items():
+            k2 = SHORT.get(FIELD_OF.get(k, k), k)
+            if k2 not in names:
+                raise fail(k, f"[[exclude]] names {k!r}, which is not an axis: use one of "
+                              f"{', '.join(names)}")
+            norm[k2] = v
+        ex_norm.append(norm)
+    plugins = data.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
+        raise fail("plugins", "plugins must be a list of module names")
+    return Sweep(path=path, text=text, name=str(data.get("name") or path.stem),
+                 base_preset=base_preset, base=base, axes=axes, tiers=tiers,
+                 default_tier=default_tier, exclude=ex_norm, plugins=plugins)
+
+
+def _axis_items(axes: Any) -> list[tuple[str, Any]]:
+    """(key, values) pairs of an [axes] table; unquoted dotted keys arrive nested, so re-flatten
+    everything except variant axes (arrays of tables)."""
+    if not isinstance(axes, dict):
+        raise InrlabError("[axes] must be a table of axis = [values]")
+    out: list[tuple[str, Any]] = []
+    for k, v in axes.items():
+        if isinstance(v, dict):
+            out += [(f"{k}.{k2}", v2) for k2, v2 in _axis_items(v)]
+        else:
+            out.append((k, v))
+    return out
+
+
+def _parse_axis(key: str, values: Any, fail: Any, check_field: Any) -> Axis:
+    if not isinstance(values, list) or not values:
+        raise fail(key, f"axis {key!r} needs a non-empty array of values")
+    if all(isinstance(v, dict) for v in values):
+        if key in ALIASES or "." in key:
+            raise fail(key, f"axis {key!r} is a field: give plain values, not tables")
+        out = []
+        for i, v in enumerate(values):
+            v = {FIELD_OF.get(k, k): val for k, val in flatten(v).items()}
+            for k in v:
+                if k not in ("label", "preset"):
+                    check_field(k, k.rsplit(".", 1)[-1], f"axis {key!r} variant field")
+            if "preset" in v and v["preset"] not in PRESETS:
+                raise fail(key, f"axis {key!r}: unknown preset {v['preset']!r}: choose one of "
+                                f"{', '.join(PRESETS)}")
+            v.setdefault("label", ",".join(f"{k.rsplit('.', 1)[-1]}={val}" for k, val in v.items())
+                         or f"v{i}")
+            out.append(v)
+        labels = [str(v["label"]) for v in out]
+        if len(set(labels)) < len(labels):
+            raise fail(key, f"axis {key!r} has two variants with the same label: make labels unique")
+        return Axis(key, None, out)
+    if any(isinstance(v, dict) for v in values):
+        raise fail(key, f"axis {key!r} mixes tables and plain values: use one kind")
+    path = ALIASES.get(key, key)
+    check_field(path, key.rsplit(".", 1)[-1], "axis")
+    if path == "preset":
+        for v in values:
+            if v not in PRESETS:
+                raise fail(key, f"axis {key!r}: unknown preset {v!r}: choose one of "
+                                f"{', '.join(PRESETS)}")
+    if len({json.dumps(v) for v in values}) < len(values):
+        raise fail(key, f"axis {key!r} repeats a value: remove the duplicate")
+    return Axis(SHORT.get(path, path), path, values)
