@@ -58,4 +58,4 @@ def test_unreadable_image(tmp_path):
 
 def test_nan_function_rejected():
     with pytest.raises(InrlabError, match="NaN"):
-        Function1D(lambda x: np.log(x), samples=16)
+        Function1D(lambda x: np.where(x > 0, x, np.nan), samples=16)
