@@ -6,6 +6,7 @@ All take coordinates ``x`` of shape (N, d) in [-1, 1] and return features (N, ou
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from torch import nn
@@ -99,6 +100,9 @@ class Grid(nn.Module):
         self.out_dim = levels * features_per_level + (in_dim if include_input else 0)
         self._cache: tuple | None = None
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": None}  # the cache holds a weak reference: not picklable
+
     def interpolation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows into ``table`` and weights of the 2^d vertices around each sample, per level.
 
@@ -127,13 +131,15 @@ class Grid(nn.Module):
     def _cached_interpolation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``interpolation(x)``, reused while the same unchanged tensor ``x`` comes back (the
         full-batch case: the vertex indices and weights depend on the coordinates alone)."""
-        key = (x.data_ptr(), x.shape, x._version, x.dtype, x.device)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, *self.interpolation(x))
-        return self._cache[1], self._cache[2]
+        # keyed on the tensor's identity (a weak reference: a freed tensor's memory can be reused
+        # by new coordinates at the same address) and its in-place version counter
+        if self._cache is None or self._cache[0]() is not x or self._cache[1] != x._version:
+            self._cache = (weakref.ref(x), x._version, *self.interpolation(x))
+        return self._cache[2], self._cache[3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.requires_grad:
+        # torch.func transforms (vmap over samples for per-sample Jacobians) wrap x: no caching
+        if x.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(x):
             idx, w = self.interpolation(x)
         else:
             idx, w = self._cached_interpolation(x)

@@ -1,0 +1,150 @@
+"""The structured (layer-wise) empirical NTK of an :class:`~inrlab.models.INR` (spec/entk.md §3).
+
+For a linear layer z = W a + b the per-sample gradient w.r.t. W is g aᵀ (g = ∂f/∂z), so the
+layer's share of K is (G Gᵀ) ⊙ (A Aᵀ + 1) with G (N × out), A (N × in) stacked over samples.
+Layer-norm affine γ, β add (G ⊙ X̂)(G ⊙ X̂)ᵀ + G Gᵀ (G = ∂f/∂y, X̂ the normalised input); a grid
+encoding adds Σ_l (W_l W_lᵀ) ⊙ (G_l G_lᵀ) per level l, W_l the sparse N × table interpolation
+matrix and G_l (N × F) the gradient w.r.t. the level's features. Every G comes from one backward
+pass of Σ_i e·f(x_i) per output direction e, which is exact because samples do not interact:
+this is why batch-coupled norms are excluded (:func:`unsupported_layer`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.activations import Finer, Gauss, Sine, Wire
+from ..models.encodings import Fourier, Grid, Identity, Positional
+from ..models.mlp import INR
+from ..models.norms import CoordNorm
+
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.Softplus, nn.LeakyReLU, nn.ELU,
+               nn.Identity, Sine, Finer, Gauss, Wire)
+PARAMETER_FREE_ENCODINGS = (Identity, Positional, Fourier)
+
+
+def unsupported_layer(model: nn.Module) -> str | None:
+    """None when the structured form is exact for ``model``, else a description of the first
+    layer that prevents it (a batch-coupled norm, an unknown module or parameter)."""
+    if not isinstance(model, INR):
+        return f"the model itself ({type(model).__name__} is not an inrlab INR)"
+    enc = model.encoding
+    if not isinstance(enc, (*PARAMETER_FREE_ENCODINGS, Grid)):
+        return f"encoding ({type(enc).__name__} is not a known encoding)"
+    for i, (lin, norm, act) in enumerate(zip(model.linears, model.norms, model.acts, strict=True)):
+        if type(lin) is not nn.Linear:
+            return f"linears.{i} ({type(lin).__name__} is not a plain nn.Linear)"
+        if isinstance(norm, CoordNorm):
+            if norm.kind != "layer":
+                return f"norms.{i} ({norm.kind} norm couples the samples of a batch)"
+        elif type(norm) is not nn.Identity:
+            return f"norms.{i} ({type(norm).__name__} is not a known per-sample norm)"
+        if type(act) not in ELEMENTWISE:
+            return f"acts.{i} ({type(act).__name__} is not a known elementwise activation)"
+    if type(model.head) is not nn.Linear:
+        return f"head ({type(model.head).__name__} is not a plain nn.Linear)"
+    known = {"head.weight", "head.bias"} | ({"encoding.table"} if isinstance(enc, Grid) else set())
+    for i in range(len(model.linears)):
+        known |= {f"linears.{i}.weight", f"linears.{i}.bias", f"norms.{i}.weight", f"norms.{i}.bias"}
+    for name, _ in model.named_parameters():
+        if name not in known:
+            return f"{name} (a parameter the structured form does not know)"
+    return None
+
+
+def grid_overlap(index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """W Wᵀ (N × N) of one level's interpolation matrix W (N × table rows), given the rows
+    ``index`` (N, 2^d) and weights ``weight`` (N, 2^d) of each sample's vertices.
+
+    Only the rows the samples touch matter: they are renumbered 0..U-1 (U ≤ N·2^d). Small U
+    (coarse levels, where most pairs of samples share vertices) uses a dense N × U product;
+    large U (fine or hashed levels, few shared vertices) a sparse one.
+    """
+    n, c = index.shape
+    rows, inverse = torch.unique(index.reshape(-1), return_inverse=True)
+    u = rows.numel()
+    sample = torch.arange(n, device=index.device).repeat_interleave(c)
+    if u <= 4 * c * 256 or u * n <= 2**22:
+        w = torch.zeros(n, u, dtype=weight.dtype, device=weight.device)
+        w.index_put_((sample, inverse), weight.reshape(-1), accumulate=True)
+        return w @ w.T
+    w = torch.sparse_coo_tensor(torch.stack([sample, inverse]), weight.reshape(-1), (n, u)).coalesce()
+    return torch.sparse.mm(w, w.t()).to_dense()
+
+
+def structured_blocks(model: INR, x: torch.Tensor, directions: torch.Tensor,
+                      pairs: str = "all") -> torch.Tensor:
+    """Kernel blocks K_ab (M, M, N, N) for output directions e_a = ``directions[a]`` (M, C):
+    K_ab[i, j] = ⟨∂(e_a·f(x_i))/∂θ, ∂(e_b·f(x_j))/∂θ⟩ over the trainable parameters θ.
+
+    ``model`` must be in the dtype of ``x`` (N, d) and pass :func:`unsupported_layer`.
+    ``pairs="diag"`` fills only the blocks a == b (the others stay zero).
+    """
+    n, m = x.shape[0], directions.shape[0]
+    enc = model.encoding
+    # (kind, saved tensor, node whose gradient is needed, trainable weight?, trainable bias?)
+    layers: list[tuple[str, torch.Tensor | None, torch.Tensor, bool, bool]] = []
+    with torch.enable_grad():
+        if isinstance(enc, Grid):
+            index, weight = enc.interpolation(x)  # (N, L, 2^d)
+            corner = enc.table.detach().index_select(0, index.reshape(-1))
+            feats = torch.einsum("nlcf,nlc->nlf", corner.view(*index.shape, enc.features),
+                                 weight.to(x.dtype)).requires_grad_()
+            h = torch.cat([x, feats.reshape(n, -1)], 1) if enc.include_input else feats.reshape(n, -1)
+            if enc.table.requires_grad:
+                layers.append(("grid", None, feats, True, False))
+        else:
+            h = enc(x)
+        for lin, norm, act in zip(model.linears, model.norms, model.acts, strict=True):
+            z = F.linear(h, lin.weight.detach(), lin.bias.detach())
+            if not z.requires_grad:
+                z.requires_grad_()
+            layers.append(("linear", h.detach(), z, lin.weight.requires_grad, lin.bias.requires_grad))
+            if isinstance(norm, CoordNorm):
+                mean, var = z.mean(1, keepdim=True), z.var(1, unbiased=False, keepdim=True)
+                xhat = (z - mean) / torch.sqrt(var + norm.eps)
+                z = xhat * norm.weight.detach() + norm.bias.detach()
+                layers.append(("affine", xhat.detach(), z, norm.weight.requires_grad,
+                               norm.bias.requires_grad))
+            h = act(z)
+        head = model.head
+        out = F.linear(h, head.weight.detach(), head.bias.detach())  # (N, C)
+        nodes = [node for _, _, node, _, _ in layers]
+        grads = []  # per direction: the gradient w.r.t. every node
+        for a in range(m):
+            s = (out @ directions[a]).sum()
+            grads.append(torch.autograd.grad(s, nodes, retain_graph=a < m - 1, allow_unused=True))
+    layers.append(("linear", h.detach(), out, head.weight.requires_grad, head.bias.requires_grad))
+    head_g = [directions[a].expand(n, -1) for a in range(m)]
+    blocks = torch.zeros(m, m, n, n, dtype=x.dtype, device=x.device)
+    pair_list = [(a, b) for a in range(m) for b in range(m) if pairs == "all" or a == b]
+    for k, (kind, saved, node, w_on, b_on) in enumerate(layers):
+        g = [head_g[a] if node is out else _zero_if_none(grads[a][k], node) for a in range(m)]
+        if kind == "grid":
+            index, weight = enc.interpolation(x)
+            for lev in range(index.shape[1]):
+                overlap = grid_overlap(index[:, lev], weight[:, lev].to(x.dtype))
+                for a, b in pair_list:
+                    blocks[a, b] += overlap * (g[a][:, lev] @ g[b][:, lev].T)
+            continue
+        assert saved is not None
+        if kind == "linear":
+            share = saved @ saved.T if w_on else torch.zeros(n, n, dtype=x.dtype, device=x.device)
+            if b_on:
+                share += 1
+            for a, b in pair_list:
+                blocks[a, b] += (g[a] @ g[b].T) * share
+        else:  # layer-norm affine: γ share (G⊙X̂)(G⊙X̂)ᵀ, β share G Gᵀ
+            for a, b in pair_list:
+                if w_on:
+                    blocks[a, b] += (g[a] * saved) @ (g[b] * saved).T
+                if b_on:
+                    blocks[a, b] += g[a] @ g[b].T
+    return blocks
+
+
+def _zero_if_none(grad: torch.Tensor | None, node: torch.Tensor) -> torch.Tensor:
+    """A node the output does not depend on (e.g. dead ReLUs everywhere) has no gradient."""
+    return torch.zeros_like(node) if grad is None else grad
