@@ -270,3 +270,47 @@ def test_registry_builds_configured_iga():
     assert isinstance(t, IGA) and t.icfg.end == 7
     with pytest.raises(InrlabError, match="unknown technique"):
         build_technique("adamw", cfg)
+
+
+@pytest.mark.parametrize("name", ["relu", "pe", "ffe", "siren", "finer", "gauss", "wire", "mpe",
+                                  "hash"])
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_iga_runs_with_every_preset_and_norm(name, norm):
+    """IGA with the package's eNTK (structured route, Jacobian for batch norm) on every preset."""
+    from inrlab.config import preset
+
+    cfg = preset(name)
+    cfg.model.norm, cfg.model.width = norm, 16
+    cfg.train.steps, cfg.train.eval_every, cfg.train.technique = 3, 3, "iga"
+    cfg.train.iga.group, cfg.train.iga.end = 4, 3
+    sig = Image(np.random.default_rng(1).random((16, 16, 3)))
+    tr = Trainer(cfg, sig, progress=False)
+    tr.train()
+    assert tr.technique.last.vectors.shape == (16, 3) and tr.technique.fallbacks == 0
+
+
+def test_package_kernel_matches_oracle_in_iga():
+    sig, model, tech = _setup()
+    tech.kernel_fn = None
+    idx = sig.train_idx
+    x, y = sig.coords[idx].double(), sig.targets[idx].double()
+    pred = model(x)
+    g_pkg = torch.autograd.grad(tech.loss(model, x, y, pred, idx, 0), list(model.parameters()),
+                                retain_graph=True)
+    tech.kernel_fn, tech._balance_groups = oracle_kernel, None
+    g_ref = torch.autograd.grad(tech.loss(model, x, y, pred, idx, 0), list(model.parameters()))
+    for a, b in zip(g_pkg, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+
+
+def test_cli_iga_and_fr(tmp_path, capsys):
+    from inrlab.cli import main
+
+    for tech, extra in [("iga", ["--iga.group", "8", "--iga.end", "4", "--iga.variant", "sgd"]),
+                        ("fr", ["--fr.low", "4", "--fr.high", "4", "--fr.phases", "2"])]:
+        rc = main(["fit", "sines:2,4@256", "--preset", "relu", "--width", "16", "--steps", "5",
+                   "--technique", tech, *extra, "--quiet", "--out", str(tmp_path / tech)])
+        assert rc == 0
+    assert main(["fit", "sines:2,4@250", "--technique", "iga", "--iga.group", "8",
+                 "--quiet", "--out", str(tmp_path / "bad")]) == 2
+    assert "divisor of 250" in capsys.readouterr().err

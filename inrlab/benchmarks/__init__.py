@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import step_time
+from . import iga_step, step_time
 
 BENCHMARKS: dict[str, tuple[Callable[[Any], None], Callable[[Any], int]]] = {
     "step-time": (step_time.add_arguments, step_time.main),
+    "iga": (iga_step.add_arguments, iga_step.main),
 }

@@ -191,6 +191,7 @@ class IGA(Technique):
         self._cache: dict[str, torch.Tensor] = {}
         self._balance_step = -1
         self._balance_groups: torch.Tensor | None = None
+        self._layout: tuple[torch.Tensor, ...] | None = None
 
     # ------------------------------------------------------------------ setup
     def setup(self, model: nn.Module, signal: Signal) -> None:
@@ -259,13 +260,19 @@ class IGA(Technique):
         """L' = (2/(B·C)) Σ pred ⊙ stopgrad(S r): its gradient is the adjusted update."""
         dev = pred.device
         b, ch = pred.shape
-        n_all, p = self.index.shape
-        slots = self._on("slot_of", dev)[idx]
-        if (slots < 0).any():
-            raise InrlabError("the batch holds points outside every IGA group")
-        g_of, k_of = slots // p, slots % p
-        groups, local = torch.unique(g_of, return_inverse=True)
+        p = self.index.shape[1]
+        if self._layout is not None and self._layout[0] is idx:
+            groups, local, k_of = self._layout[1:]  # full batch: the same index tensor every step
+        else:
+            slots = self._on("slot_of", dev)[idx]
+            if (slots < 0).any():
+                raise InrlabError("the batch holds points outside every IGA group")
+            groups, local = torch.unique(slots // p, return_inverse=True)
+            k_of = slots % p
+            self._layout = (idx, groups, local, k_of)
         r = (pred.detach() - y).double()
+        if not bool(torch.isfinite(r).all()):
+            return torch.mean((pred - y) ** 2)  # let the trainer report the divergence
         res = torch.zeros(len(groups), p, ch, dtype=torch.float64, device=dev)
         res[local, k_of] = r
         stale = (self._balance_groups is None or step - self._balance_step >= self.icfg.every
