@@ -37,47 +37,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench/results/iga.json")
 
 
+def bench_preset(name: str, sig: Image, dev: torch.device, args: argparse.Namespace) -> dict:
+    """Timings of one preset: plain step, IGA step (structured / Jacobian eNTK), kernel, eigh."""
+    x, y, idx = sig.coords.to(dev), sig.targets.to(dev), sig.train_idx.to(dev)
+    cfg = preset(name)
+    cfg.train.iga.group, cfg.train.iga.end = args.side, END[name]
+    seed_everything(0)
+    model = build_model(cfg.model, 2, 3).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    techs = {}
+    for method in ("structured", "jacobian"):
+        cfg.train.iga.ntk_method = method
+        techs[method] = IGA(cfg.train)
+        techs[method].setup(model, sig)
+
+    def step(tech: IGA | None) -> None:
+        pred = model(x)
+        loss = torch.mean((pred - y) ** 2) if tech is None else tech.loss(model, x, y, pred, idx, 0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    row = {"preset": name, "points": x.shape[0], "groups": techs["structured"].index.shape[0]}
+    row["plain_s"] = time_call(lambda: step(None), dev, args.repeats)
+    row["iga_s"] = time_call(lambda: step(techs["structured"]), dev, args.repeats)
+    row["ratio"] = row["iga_s"] / row["plain_s"]
+    xr = x[techs["structured"].index[:, 0].to(dev)]
+    row["kernel_s"] = time_call(lambda: kernel(model, xr, "structured"), dev, args.repeats)
+    k = kernel(model, xr, "structured")
+    row["eigh_s"] = time_call(lambda: torch.linalg.eigh(k), dev, args.repeats)
+    if not args.no_jacobian:
+        row["iga_jacobian_s"] = time_call(lambda: step(techs["jacobian"]), dev,
+                                          max(1, args.repeats // 2), warmup=0)
+        row["ratio_jacobian"] = row["iga_jacobian_s"] / row["plain_s"]
+    return row
+
+
 def main(args: argparse.Namespace) -> int:
     if args.scale < 1 or 32 % args.scale:
         raise InrlabError(f"--scale {args.scale} must divide the 32-pixel patch side: 1, 2, 4, 8, 16")
     dev = resolve_device(args.device)
     h, w, side = 512 // args.scale, 768 // args.scale, 32 // args.scale
     sig = Image(np.random.default_rng(0).random((h, w, 3)), heldout=0.0)
-    x, y = sig.coords.to(dev), sig.targets.to(dev)
-    idx = sig.train_idx.to(dev)
+    args.side = side
     rows = []
     for name in args.presets:
-        cfg = preset(name)
-        cfg.train.iga.group, cfg.train.iga.end = side, END[name]
-        seed_everything(0)
-        model = build_model(cfg.model, 2, 3).to(dev)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-        techs = {}
-        for method in ("structured", "jacobian"):
-            cfg.train.iga.ntk_method = method
-            techs[method] = IGA(cfg.train)
-            techs[method].setup(model, sig)
-
-        def step(tech: IGA | None, model: torch.nn.Module = model,
-                 opt: torch.optim.Optimizer = opt) -> None:
-            pred = model(x)
-            loss = torch.mean((pred - y) ** 2) if tech is None else tech.loss(model, x, y, pred, idx, 0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        row = {"preset": name, "points": x.shape[0], "groups": techs["structured"].index.shape[0]}
-        row["plain_s"] = time_call(lambda: step(None), dev, args.repeats)
-        row["iga_s"] = time_call(lambda: step(techs["structured"]), dev, args.repeats)
-        row["ratio"] = row["iga_s"] / row["plain_s"]
-        xr = x[techs["structured"].index[:, 0].to(dev)]
-        row["kernel_s"] = time_call(lambda: kernel(model, xr, "structured"), dev, args.repeats)
-        k = kernel(model, xr, "structured")
-        row["eigh_s"] = time_call(lambda: torch.linalg.eigh(k), dev, args.repeats)
-        if not args.no_jacobian:
-            row["iga_jacobian_s"] = time_call(lambda: step(techs["jacobian"]), dev,
-                                              max(1, args.repeats // 2), warmup=0)
-            row["ratio_jacobian"] = row["iga_jacobian_s"] / row["plain_s"]
+        row = bench_preset(name, sig, dev, args)
         rows.append(row)
         print(f"  {name}: plain {row['plain_s']:.3f} s, IGA {row['iga_s']:.3f} s "
               f"({row['ratio']:.2f}×)", flush=True)
