@@ -10,7 +10,6 @@ from typing import Any
 from ..config import load_toml
 from ..errors import InrlabError
 
-
 # experiment kind → (module, function(spec, out, progress=...))
 EXPERIMENTS = {"iga-kodak": ("iga_kodak", "run_kodak"), "iga-sines": ("iga_sines", "run_sines")}
 
