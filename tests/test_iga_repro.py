@@ -29,3 +29,16 @@ def test_repro_sines_smoke(tmp_path, capsys):
     cfg.write_text('experiment = "nope"\n')
     assert main(["repro", str(cfg)]) == 2
     assert "is not one of" in capsys.readouterr().err
+
+
+def test_two_layer_entk_tends_to_analytic_ntk():
+    from inrlab.experiments.iga_twolayer import TwoLayerReLU, analytic_ntk
+    from inrlab.ntk import kernel
+
+    x = torch.linspace(-1, 1, 12, dtype=torch.float64)[:, None]
+    errs = []
+    for width in (100, 20000):
+        model = TwoLayerReLU(width, torch.Generator().manual_seed(0))
+        k_e, k_a = kernel(model, x, "jacobian"), analytic_ntk(x)
+        errs.append(float((k_e - k_a).norm() / k_a.norm()))
+    assert errs[1] < 0.03 and errs[1] < errs[0]

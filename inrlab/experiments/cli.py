@@ -11,7 +11,8 @@ from ..config import load_toml
 from ..errors import InrlabError
 
 # experiment kind → (module, function(spec, out, progress=...))
-EXPERIMENTS = {"iga-kodak": ("iga_kodak", "run_kodak"), "iga-sines": ("iga_sines", "run_sines")}
+EXPERIMENTS = {"iga-kodak": ("iga_kodak", "run_kodak"), "iga-sines": ("iga_sines", "run_sines"),
+               "iga-twolayer": ("iga_twolayer", "run_twolayer")}
 
 
 def repro_parser(sub: Any) -> None:
