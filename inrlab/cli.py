@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import DEFAULT_PRESET, PRESETS, RunConfig, flatten, load_toml, merge, preset, set_field
 from .errors import DivergedError, InrlabError
+from .experiments.cli import repro_parser
 from .ntk.cli import ntk_parser
 from .sweep.cli import report_parser, sweep_parser
 
@@ -165,7 +166,7 @@ def cmd_bench(args: argparse.Namespace, extra: dict[str, str]) -> int:
 
 # Each command module contributes one parser builder; later features append here.
 PARSERS: list[Callable[[Any], None]] = [_fit_parser, _presets_parser, _fields_parser, _bench_parser,
-                                        ntk_parser, sweep_parser, report_parser]
+                                        ntk_parser, sweep_parser, report_parser, repro_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

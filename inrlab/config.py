@@ -102,6 +102,56 @@ class ModelConfig:
             raise InrlabError("model.norm_momentum must lie in (0, 1]")
 
 
+IGA_VARIANTS = ("adam", "sgd")
+IGA_LAYOUTS = ("auto", "run")
+NTK_METHODS = ("auto", "structured", "jacobian")
+
+
+@dataclass
+class IGAConfig:
+    """Inductive gradient adjustment (spec/iga.md); used when ``train.technique = "iga"``."""
+
+    group: int = 32  # 1-D and run layout: p samples per group; 2-D: patch side P; 3-D: block side
+    layout: str = "auto"  # auto: 1-D runs, 2-D patches, 3-D blocks; run: p consecutive flat indices
+    start: int = 0  # first balanced eigenvalue (index into the descending spectrum)
+    end: int = 25  # balance eigenvalues start … end-1 (exclusive)
+    variant: str = "adam"  # adam: clip the top ones down to λ_end; sgd: raise 1 … end-1 up to λ₀
+    representative: str = "residual"  # residual (largest |r| summed over channels), centre, or a slot
+    every: int = 1  # recompute the eNTK and S every k steps (full batch only)
+    ntk_method: str = "auto"  # inrlab.ntk.kernel route: auto, structured, jacobian
+
+    def validate(self) -> None:
+        _positive("train.iga.group", self.group)
+        _choice("train.iga.layout", self.layout, IGA_LAYOUTS)
+        _choice("train.iga.variant", self.variant, IGA_VARIANTS)
+        _choice("train.iga.ntk_method", self.ntk_method, NTK_METHODS)
+        _positive("train.iga.every", self.every)
+        if self.start < 0 or self.end <= self.start:
+            raise InrlabError(f"train.iga.start={self.start}, end={self.end}: need 0 ≤ start < end")
+        if self.representative not in ("residual", "centre") and not self.representative.isdigit():
+            raise InrlabError(f"unknown train.iga.representative {self.representative!r}: choose "
+                              f"residual, centre or a slot number (0 … p-1)")
+
+
+@dataclass
+class FRConfig:
+    """Fourier reparameterized training (spec/iga.md, FR); ``train.technique = "fr"``."""
+
+    low: int = 128  # L low frequencies (i+1)/L
+    high: int = 128  # H high frequencies 1 … H
+    phases: int = 32  # Φ phases 2πj/Φ
+    alpha: float | None = None  # basis amplitude (None: ReLU 0.001, PE 0.05, sine/FINER 0.004)
+
+    def validate(self) -> None:
+        for name in ("low", "high", "phases"):
+            if getattr(self, name) < 0:
+                raise InrlabError(f"train.fr.{name} must be ≥ 0")
+        _positive("train.fr.low + high", self.low + self.high)
+        _positive("train.fr.phases", self.phases)
+        if self.alpha is not None:
+            _positive("train.fr.alpha", self.alpha)
+
+
 @dataclass
 class TrainConfig:
     """Optimisation: Adam, a learning-rate schedule, batching, logging and checkpoints."""
@@ -122,6 +172,8 @@ class TrainConfig:
     diagnostics_every: int = 0  # record band errors Δ_k every k steps into RUN/diagnostics (0: off)
     ntk_steps: list[int] = field(default_factory=list)  # steps (0: init) to record eNTK spectra at
     ntk_points: int = 256  # random training points the diagnostic eNTK is computed on
+    iga: IGAConfig = field(default_factory=IGAConfig)
+    fr: FRConfig = field(default_factory=FRConfig)
 
     def validate(self) -> None:
         _positive("train.steps", self.steps)
@@ -141,6 +193,8 @@ class TrainConfig:
         _positive("train.ntk_points", self.ntk_points)
         if any(m <= 0 for m in self.milestones):
             raise InrlabError("train.milestones must be positive step numbers")
+        self.iga.validate()
+        self.fr.validate()
 
 
 @dataclass

@@ -106,7 +106,7 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         seed_everything(cfg.train.seed)
         self.model = build_model(cfg.model, self.signal.dim, self.signal.channels).to(self.device)
-        self.technique = technique or build_technique(cfg.train.technique)
+        self.technique = technique or build_technique(cfg.train.technique, cfg.train)
         self.technique.setup(self.model, self.signal)
         t = cfg.train
         self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, eps=t.adam_eps)
@@ -228,8 +228,11 @@ class Trainer:
                 if full:
                     idx, x, y = train_idx, x_full, y_full
                 else:
-                    pick = torch.randint(len(train_idx), (t.batch_size,), generator=self.gen)
-                    idx = train_idx[pick.to(dev)]
+                    idx = self.technique.sample_batch(sig.train_idx, t.batch_size, self.gen)
+                    if idx is None:
+                        pick = torch.randint(len(train_idx), (t.batch_size,), generator=self.gen)
+                        idx = train_idx[pick.to(dev)]
+                    idx = idx.to(dev)
                     x, y = coords[idx], targets[idx]
                 for g in self.opt.param_groups:
                     g["lr"] = t.lr * lr_factor(t, self.step)

@@ -1,0 +1,291 @@
+"""IGA: inductive gradient adjustment (Shi, Chen, Zhang, Gu, ICML 2025; spec/iga.md).
+
+Plain MSE moves the residual as r ← (I − ηK) r with K the eNTK: components on small-eigenvalue
+(high-frequency) eigenvectors decay slowly. IGA trains with Jᵀ S r instead of Jᵀ r, where S
+balances the top eigenvalues of the eNTK of one representative point per group and is applied
+to every point of the groups inductively.
+
+Shapes: N coordinates of the signal, n groups of p slots, C output channels. ``index`` (n, p)
+holds each group's coordinate indices in a fixed within-group layout (slot k is the same
+relative position in every group), so residuals arrange as r[g, k, c] and
+(S r)[g, k, c] = Σ_h S[g, h] r[h, k, c].
+
+Held-out points: groups tile the full grid; held-out slots never enter the loss and carry a zero
+residual in S r (they cannot be representatives of the residual rule). With mini-batches of whole
+groups the same holds for slots outside the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..errors import InrlabError
+from ..signals import Signal
+from .base import Technique
+
+KernelFn = Callable[..., torch.Tensor]
+
+
+# --------------------------------------------------------------------------- grouping
+
+
+def grid_groups(grid_shape: Sequence[int], group: int, layout: str = "auto") -> torch.Tensor:
+    """Group a row-major grid into equal groups: (n, p) int64 coordinate indices.
+
+    ``layout="auto"``: 1-D runs of ``group`` samples; 2-D ``group``×``group`` patches (p = P²,
+    slots row-major inside the patch); 3-D ``group``³ blocks. ``layout="run"``: runs of ``group``
+    consecutive flat indices for any dimension. A group size that does not tile the grid is an
+    error (IGA needs equal groups): choose a divisor, or resize/crop the signal.
+    """
+    shape = tuple(int(s) for s in grid_shape)
+    total = math.prod(shape)
+    if layout == "run" or len(shape) == 1:
+        if total % group:
+            raise InrlabError(f"IGA group size p={group} does not divide the {total} samples: "
+                              f"choose a divisor of {total} (train.iga.group)")
+        return torch.arange(total).view(total // group, group)
+    if len(shape) not in (2, 3):
+        raise InrlabError(f"IGA's auto layout handles 1-D to 3-D grids, not {len(shape)}-D: "
+                          f"set train.iga.layout = run")
+    bad = [s for s in shape if s % group]
+    if bad:
+        raise InrlabError(f"IGA patch side {group} does not divide the grid {'×'.join(map(str, shape))}: "
+                          f"choose a common divisor of the sides (train.iga.group) or resize")
+    ids = torch.arange(total).view(shape)
+    if len(shape) == 2:
+        h, w = shape
+        ids = ids.view(h // group, group, w // group, group).permute(0, 2, 1, 3)
+    else:
+        a, b, c = shape
+        ids = ids.view(a // group, group, b // group, group, c // group, group)
+        ids = ids.permute(0, 2, 4, 1, 3, 5)
+    return ids.reshape(-1, group ** len(shape))
+
+
+def centre_slot(grid_shape: Sequence[int], group: int, layout: str = "auto") -> int:
+    """The slot of a group's centre point (for even sides, the one just past the middle)."""
+    if layout == "run" or len(grid_shape) == 1:
+        return group // 2
+    return sum((group // 2) * group ** i for i in range(len(grid_shape)))
+
+
+def check_groups(groups: torch.Tensor | Sequence[Sequence[int]], n_points: int) -> torch.Tensor:
+    """Validate user-given groups (equal sizes, indices in range, no point twice) → (n, p)."""
+    if not isinstance(groups, torch.Tensor):
+        sizes = sorted({len(g) for g in groups})
+        if len(sizes) > 1:
+            raise InrlabError(f"IGA groups have unequal sizes {sizes}: the inductive application "
+                              f"needs groups of one size p with one layout; regroup or pad")
+        groups = torch.as_tensor([list(g) for g in groups], dtype=torch.long)
+    if groups.ndim != 2 or groups.numel() == 0:
+        raise InrlabError(f"IGA groups must be an (n, p) index array, got shape {tuple(groups.shape)}")
+    groups = groups.long()
+    if groups.min() < 0 or groups.max() >= n_points:
+        raise InrlabError(f"IGA group indices must lie in 0 … {n_points - 1}: fix the groups")
+    if torch.unique(groups).numel() != groups.numel():
+        raise InrlabError("a point appears in two IGA groups (or twice in one): groups must not "
+                          "overlap")
+    return groups
+
+
+# --------------------------------------------------------------------------- the balanced transform
+
+
+@dataclass
+class Balance:
+    """S = I − V diag(coeff) Vᵀ over the balanced eigenvectors V (n, e); ``eigenvalues``
+    descending (n,) of the kernel it came from. ``None`` fields mean S = I."""
+
+    vectors: torch.Tensor | None
+    coeff: torch.Tensor | None
+    eigenvalues: torch.Tensor | None
+
+    def matrix(self, n: int) -> torch.Tensor:
+        """The dense (n, n) S (float64; for tests and inspection)."""
+        eye = torch.eye(n, dtype=torch.float64)
+        if self.vectors is None:
+            return eye
+        v = self.vectors.double().cpu()
+        return eye - (v * self.coeff.double().cpu()) @ v.T
+
+    def apply(self, r: torch.Tensor) -> torch.Tensor:
+        """(S r) for r (n, ...) mixing the first axis: r − V (coeff ⊙ (Vᵀ r))."""
+        if self.vectors is None:
+            return r
+        flat = r.reshape(r.shape[0], -1)
+        v = self.vectors.to(flat.dtype)
+        proj = (v.T @ flat) * self.coeff.to(flat.dtype)[:, None]
+        return (flat - v @ proj).reshape(r.shape)
+
+
+def balance(kernel: torch.Tensor, start: int, end: int, variant: str = "adam") -> Balance:
+    """The balanced transform of a symmetric PSD ``kernel`` (n, n).
+
+    Eigenvalues λ₀ ≥ λ₁ ≥ … (eigh): S = I − Σ_{i=start}^{end−1} (1 − λ_t/λ_i) v_i v_iᵀ with
+    t = end (``adam``: clip the top ones down to λ_end) or t = 0 (``sgd``: raise them to λ₀).
+    The sum stops at the first λ_i ≤ tol = n·ε·λ₀ (numerically zero); if the Adam target λ_end is
+    itself ≤ tol, the target becomes the last positive eigenvalue. Raises for ``end`` out of range;
+    returns S = I (with a warning) when the eigen-decomposition fails.
+    """
+    n = kernel.shape[0]
+    limit = n - 1 if variant == "adam" else n
+    if end > limit:
+        raise InrlabError(f"train.iga.end={end} needs more than {n} groups (the {variant} variant "
+                          f"needs end ≤ {limit}): lower train.iga.end or use more, smaller groups")
+    k = kernel.double()
+    try:
+        if not torch.isfinite(k).all():
+            raise torch.linalg.LinAlgError("non-finite eNTK")
+        lam, vec = torch.linalg.eigh(k)
+    except (torch.linalg.LinAlgError, RuntimeError) as e:
+        warnings.warn(f"IGA: eigen-decomposition failed ({str(e).splitlines()[0][:80]}); this "
+                      f"step uses the plain gradient (S = I)", RuntimeWarning, stacklevel=3)
+        return Balance(None, None, None)
+    lam, vec = lam.flip(0), vec.flip(1)
+    if lam[0] <= 0:
+        return Balance(None, None, lam)
+    tol = n * torch.finfo(torch.float64).eps * lam[0]
+    positive = int((lam > tol).long().cumprod(0).sum())  # leading positive eigenvalues
+    if variant == "adam":
+        t = end if end < positive else positive - 1
+        stop = t
+    else:
+        t, stop = 0, min(end, positive)
+    if stop <= start:
+        return Balance(None, None, lam)
+    sel = slice(start, stop)
+    coeff = 1 - lam[t] / lam[sel]
+    return Balance(vec[:, sel].contiguous(), coeff, lam)
+
+
+# --------------------------------------------------------------------------- the technique
+
+
+class IGA(Technique):
+    """Inductive gradient adjustment, configured by ``train.iga`` (see :class:`IGAConfig`).
+
+    ``groups``: optional user-given (n, p) coordinate indices (equal sizes) replacing the grid
+    grouping. ``kernel_fn(model, x, method=, dtype=, outputs=)`` defaults to
+    :func:`inrlab.ntk.kernel` (the 1/√C surrogate eNTK).
+    """
+
+    name = "iga"
+
+    def __init__(self, cfg: TrainConfig | None = None,
+                 groups: torch.Tensor | Sequence[Sequence[int]] | None = None,
+                 kernel_fn: KernelFn | None = None):
+        super().__init__(cfg)
+        self.icfg = self.cfg.iga
+        self.icfg.validate()
+        self.user_groups = groups
+        self.kernel_fn = kernel_fn
+        self.fallbacks = 0  # steps that used S = I because eigh failed
+        self.last: Balance | None = None
+        self._cache: dict[str, torch.Tensor] = {}
+        self._balance_step = -1
+        self._balance_groups: torch.Tensor | None = None
+        self._layout: tuple[torch.Tensor, ...] | None = None
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, model: nn.Module, signal: Signal) -> None:
+        c = self.icfg
+        if self.user_groups is not None:
+            self.index = check_groups(self.user_groups, signal.n)
+            self.centre = self.index.shape[1] // 2
+        else:
+            self.index = grid_groups(signal.grid_shape, c.group, c.layout)
+            self.centre = centre_slot(signal.grid_shape, c.group, c.layout)
+        n, p = self.index.shape
+        slot_of = torch.full((signal.n,), -1, dtype=torch.long)
+        slot_of[self.index.reshape(-1)] = torch.arange(n * p)
+        if (slot_of[signal.train_idx] < 0).any():
+            raise InrlabError("some training points belong to no IGA group: the groups must cover "
+                              "every training point")
+        if c.representative.isdigit() and int(c.representative) >= p:
+            raise InrlabError(f"train.iga.representative slot {c.representative} is outside the "
+                              f"group of p={p} points: give 0 … {p - 1}")
+        self.slot_of = slot_of
+        self.train_mask = torch.zeros(n * p, dtype=torch.bool)
+        self.train_mask[slot_of[signal.train_idx]] = True
+        self.train_mask = self.train_mask.view(n, p)
+        self.trainable_groups = torch.nonzero(self.train_mask.any(1)).reshape(-1)
+        limit = len(self.trainable_groups) - (1 if c.variant == "adam" else 0)
+        if c.end > limit and self.cfg.batch_size is None:
+            raise InrlabError(f"train.iga.end={c.end} but the signal has only "
+                              f"{len(self.trainable_groups)} groups (need end ≤ {limit}): lower "
+                              f"train.iga.end or use smaller groups (train.iga.group)")
+        self.coords = signal.coords
+
+    def _on(self, name: str, device: torch.device) -> torch.Tensor:
+        key = f"{name}@{device}"
+        if key not in self._cache:
+            self._cache[key] = getattr(self, name).to(device)
+        return self._cache[key]
+
+    def sample_batch(self, train_idx: torch.Tensor, batch_size: int,
+                     generator: torch.Generator) -> torch.Tensor:
+        """The training points of max(1, batch_size // p) random whole groups."""
+        n_groups = len(self.trainable_groups)
+        k = min(n_groups, max(1, batch_size // self.index.shape[1]))
+        chosen = self.trainable_groups[torch.randperm(n_groups, generator=generator)[:k]]
+        return self.index[chosen][self.train_mask[chosen]]
+
+    # ------------------------------------------------------------------ one step
+    def representatives(self, res: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Slot (n_b,) of each group's representative from residuals ``res`` (n_b, p, C) and the
+        slots in the batch ``present`` (n_b, p): largest Σ_c |r|, the centre, or a fixed slot."""
+        rule = self.icfg.representative
+        if rule == "residual":
+            score = res.abs().sum(-1).masked_fill(~present, -1.0)
+            return score.argmax(1)
+        slot = self.centre if rule == "centre" else int(rule)
+        return torch.full((res.shape[0],), slot, dtype=torch.long, device=res.device)
+
+    def kernel(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Surrogate eNTK (n, n) float64 of ``model`` on representatives ``x`` (n, d)."""
+        fn = self.kernel_fn
+        if fn is None:
+            from ..ntk import kernel as fn
+        return fn(model, x, method=self.icfg.ntk_method, dtype=torch.float64, outputs="surrogate")
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor,
+             idx: torch.Tensor, step: int) -> torch.Tensor:
+        """L' = (2/(B·C)) Σ pred ⊙ stopgrad(S r): its gradient is the adjusted update."""
+        dev = pred.device
+        b, ch = pred.shape
+        p = self.index.shape[1]
+        if self._layout is not None and self._layout[0] is idx:
+            groups, local, k_of = self._layout[1:]  # full batch: the same index tensor every step
+        else:
+            slots = self._on("slot_of", dev)[idx]
+            if (slots < 0).any():
+                raise InrlabError("the batch holds points outside every IGA group")
+            groups, local = torch.unique(slots // p, return_inverse=True)
+            k_of = slots % p
+            self._layout = (idx, groups, local, k_of)
+        r = (pred.detach() - y).double()
+        if not bool(torch.isfinite(r).all()):
+            return torch.mean((pred - y) ** 2)  # let the trainer report the divergence
+        res = torch.zeros(len(groups), p, ch, dtype=torch.float64, device=dev)
+        res[local, k_of] = r
+        stale = (self._balance_groups is None or step - self._balance_step >= self.icfg.every
+                 or not torch.equal(self._balance_groups, groups))
+        if stale:
+            present = torch.zeros(len(groups), p, dtype=torch.bool, device=dev)
+            present[local, k_of] = True
+            rep = self.representatives(res, present)
+            xr = self._on("coords", dev)[self._on("index", dev)[groups, rep]].to(x.dtype)
+            bal = balance(self.kernel(model, xr), self.icfg.start, self.icfg.end, self.icfg.variant)
+            if bal.eigenvalues is None:
+                self.fallbacks += 1
+            self.last, self._balance_step, self._balance_groups = bal, step, groups
+        assert self.last is not None
+        sr = self.last.apply(res)[local, k_of].to(pred.dtype)
+        return (2.0 / (b * ch)) * (pred * sr).sum()
