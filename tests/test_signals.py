@@ -59,3 +59,14 @@ def test_unreadable_image(tmp_path):
 def test_nan_function_rejected():
     with pytest.raises(InrlabError, match="NaN"):
         Function1D(lambda x: np.where(x > 0, x, np.nan), samples=16)
+
+
+def test_kodak_names_resolve_through_the_data_folder(kodak):
+    s = Image("kodak:kodim03", size=48)
+    assert s.name == "kodim03" and s.grid_shape == (32, 48) and s.channels == 3
+
+
+def test_kodak_name_without_data_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("INRLAB_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(InrlabError, match="INRLAB_DATA"):
+        Image("kodak:kodim03")

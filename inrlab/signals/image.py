@@ -27,8 +27,19 @@ def load_embedded(name: str) -> np.ndarray:
     return d.shepp_logan_phantom() if name == "phantom" else getattr(d, name)()
 
 
+def resolve_source(source: str) -> str:
+    """``kodak:kodim03`` → the Kodak PNG inside the benchmark data folder (``$INRLAB_DATA``)."""
+    if not source.startswith("kodak:"):
+        return source
+    from ..data import data_dir
+
+    name = source.split(":", 1)[1]
+    return str(data_dir(required=True) / "kodak" / f"{name}.png")
+
+
 def load_array(source: str) -> np.ndarray:
-    """Read ``source`` (path or embedded name) into an (H, W[, C]) array."""
+    """Read ``source`` (path, ``kodak:NAME`` or embedded name) into an (H, W[, C]) array."""
+    source = resolve_source(source)
     p = Path(source)
     if p.suffix or p.exists() or "/" in source:
         if not p.is_file():
@@ -97,7 +108,7 @@ class Image(Signal):
         coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)
         tr, ho = split(h * w, heldout, split_seed)
         label = name or (source if isinstance(source, str) else "array")
-        label = Path(label).stem if isinstance(source, str) else label
+        label = Path(label.split(":")[-1]).stem if isinstance(source, str) else label
         super().__init__(name=label, coords=coords,
                          targets=torch.tensor(a.reshape(-1, c) * 2 - 1, dtype=torch.float32),
                          grid_shape=(h, w), train_idx=tr, heldout_idx=ho,
