@@ -1,9 +1,8 @@
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+
+from inrlab.data import data_dir
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -14,15 +13,6 @@ def small_image():
     from inrlab import Image
 
     return Image("astronaut", size=32)
-
-
-def data_dir() -> Path | None:
-    """INRLAB_DATA, or ../shared/data beside the repo when it exists."""
-    env = os.environ.get("INRLAB_DATA")
-    if env:
-        return Path(env)
-    p = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return p if p.exists() else None
 
 
 @pytest.fixture

@@ -78,6 +78,7 @@ def _validate_parser(sub: Any) -> None:
     p.add_argument("--tier", default="quick", help="which [tier.NAME] table to use (quick, full)")
     p.add_argument("--out", default="runs/fresh-validation", help="results folder")
     p.add_argument("--only", nargs="+", help="run only experiments whose name contains one of these")
+    p.add_argument("--images", nargs="+", help="these images instead of the tier's list")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_validate, overrides=False)
 
@@ -85,7 +86,8 @@ def _validate_parser(sub: Any) -> None:
 def cmd_validate(args: argparse.Namespace, extra: dict[str, str]) -> int:
     from .validate import run_validation
 
-    run_validation(args.config, args.tier, args.out, only=args.only, device=args.device)
+    run_validation(args.config, args.tier, args.out, only=args.only, device=args.device,
+                   images=args.images)
     return 0
 
 

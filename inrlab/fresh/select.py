@@ -345,16 +345,20 @@ def select(signal: Signal | str, cfg: RunConfig | str, field: str, values: Seque
 
 
 def select_and_fit(signal: Signal | str, cfg: RunConfig | str, field: str, values: Sequence[float],
-                   *, out: str | Path | None = None, steps: int | None = None, progress: bool = True,
+                   *, out: str | Path | None = None, steps: int | None = None,
+                   overrides: dict[str, Any] | None = None, progress: bool = True,
                    **select_kwargs: Any) -> tuple[FreshResult, Any]:
     """Score the candidates with :func:`select`, then train the best one (``train.run``).
 
-    Returns ``(FreshResult, FitResult)``; with ``out`` the run folder also gets ``fresh.json``
-    and ``fresh.png``.
+    ``overrides`` ({dotted path: value}) apply to ``cfg`` before scoring; ``select_kwargs`` go
+    to :func:`select`. Returns ``(FreshResult, FitResult)``; with ``out`` the run folder also
+    gets ``fresh.json`` and ``fresh.png``.
     """
     from ..train.trainer import run
 
     cfg = preset(cfg) if isinstance(cfg, str) else copy.deepcopy(cfg)
+    for k, v in (overrides or {}).items():
+        set_field(cfg, k, v)
     sig = signal
     if isinstance(signal, str):
         cfg.signal.name = signal
