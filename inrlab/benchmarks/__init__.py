@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import step_time
+from . import fresh, step_time
 
 BENCHMARKS: dict[str, tuple[Callable[[Any], None], Callable[[Any], int]]] = {
     "step-time": (step_time.add_arguments, step_time.main),
+    "fresh": (fresh.add_arguments, fresh.main),
 }
