@@ -171,3 +171,16 @@ def test_loop_fallback_when_vmap_cannot_trace():
     with torch.no_grad():
         for r, m in enumerate(models):
             torch.testing.assert_close(out[r], m(x))
+
+
+def test_select_on_a_3d_volume():
+    from inrlab.signals import Signal
+
+    n = 16
+    ax = torch.linspace(-1, 1, n)
+    coords = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
+    vals = torch.sin(3 * torch.pi * coords).prod(1, keepdim=True)
+    vol = Signal("vol", coords, vals, (n, n, n), torch.arange(n**3), torch.arange(0))
+    res = select(vol, small("siren"), "model.activation.omega0_first", [5, 30], inits=2, bins=4)
+    assert res.distances.shape == (2, 2) and res.spectra.shape == (2, 4)
+    assert np.isfinite(res.distances).all()
