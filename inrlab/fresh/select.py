@@ -40,8 +40,9 @@ from ..utils import resolve_device, write_json
 from .spectrum import BINNINGS, check_bins, grid_side, spectrum_vectors, wasserstein
 
 GRID_SCORING_INIT = 1e-2  # hash/multigrid tables ~ U(±1e-2) while scoring (U(±1e-4) is ~flat)
-# R · points · width floats per batched forward: small on CPUs (on a shared 2-core machine, a
-# 128² grid ran 1.6× faster with 2^22 than with 2^24), large on GPUs to fill the device
+# R · points · width floats per batched forward. CPU, `inrlab bench fresh` (SIREN, 512² grid,
+# 20 candidates × 10 inits, 2 cores): 82 s with 2^22, 265 s with 2^24 (docs/fresh.md); GPUs get
+# large chunks to fill the device
 ELEMENTS_PER_CHUNK = {"cpu": 2**22, "cuda": 2**27}
 
 
