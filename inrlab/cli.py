@@ -19,6 +19,7 @@ from typing import Any
 from .config import DEFAULT_PRESET, PRESETS, RunConfig, flatten, load_toml, merge, preset, set_field
 from .errors import DivergedError, InrlabError
 from .experiments.cli import repro_parser
+from .fresh.cli import add_scoring_options, fresh_for_fit, fresh_parser, validate_parser
 from .ntk.cli import ntk_parser
 from .sweep.cli import report_parser, sweep_parser
 
@@ -98,6 +99,10 @@ def _fit_parser(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--fresh", metavar="FIELD=START:STOP:STEP",
+                   help="score these values with FreSh first, then train the best "
+                   "(fresh.json is saved into the run folder)")
+    add_scoring_options(p, prefix="fresh-")
     p.set_defaults(func=cmd_fit, overrides=True)
 
 
@@ -107,9 +112,12 @@ def cmd_fit(args: argparse.Namespace, extra: dict[str, str]) -> int:
     if args.steps is not None:
         extra["train.steps"] = str(args.steps)
     cfg = build_config(args.signal, args.preset, args.config, extra)
+    fresh = fresh_for_fit(cfg, args.fresh, args) if args.fresh else None
     out = args.out or f"runs/{Path(cfg.signal.name).stem.replace(':', '_')}-{cfg.preset}-" \
                       f"{time.strftime('%Y%m%d-%H%M%S')}"
     res = run(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    if fresh is not None:
+        fresh.save(out)
     m = res.metrics
 
     def fmt(v: float | None) -> str:
@@ -166,7 +174,8 @@ def cmd_bench(args: argparse.Namespace, extra: dict[str, str]) -> int:
 
 # Each command module contributes one parser builder; later features append here.
 PARSERS: list[Callable[[Any], None]] = [_fit_parser, _presets_parser, _fields_parser, _bench_parser,
-                                        ntk_parser, sweep_parser, report_parser, repro_parser]
+                                        ntk_parser, sweep_parser, report_parser, repro_parser,
+                                        fresh_parser, validate_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

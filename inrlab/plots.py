@@ -90,3 +90,32 @@ def save_reconstruction(signal: Signal, pred: np.ndarray, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def fresh_figure(res: Any, path: Path) -> None:
+    """FreSh: mean Wasserstein distance (± standard error) vs candidate value, and the target's
+    spectrum vector beside the best candidate's (mean over initialisations). ``res``: a
+    :class:`inrlab.fresh.FreshResult`."""
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.2))
+    v = np.asarray(res.values, dtype=float)
+    err = np.nan_to_num(res.stderr)
+    ax[0].errorbar(v, res.mean, yerr=err, marker="o", ms=3, capsize=2)
+    ax[0].axvline(res.best, color="C3", ls="--", lw=1, label=f"best {res.best:g}")
+    if res.default is not None:
+        ax[0].axvline(res.default, color="gray", ls=":", lw=1, label=f"default {res.default:g}")
+    ax[0].set_xlabel(res.field)
+    ax[0].set_ylabel("Wasserstein-1 to target spectrum")
+    ax[0].set_title(f"FreSh on {res.signal} ({res.inits} inits)")
+    ax[0].legend()
+    ax[0].grid(alpha=0.3)
+    k = np.arange(1, res.bins + 1)
+    ax[1].semilogy(k, res.target_spectrum, label="target")
+    ax[1].semilogy(k, res.spectra[res.best_index], ls="--", label=f"best ({res.best:g}), untrained")
+    ax[1].set_xlabel(f"frequency bin ({res.binning})")
+    ax[1].set_ylabel("normalised |F|")
+    ax[1].set_title("spectrum vectors")
+    ax[1].legend()
+    ax[1].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

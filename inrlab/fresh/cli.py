@@ -1,0 +1,94 @@
+"""``inrlab fresh SIGNAL --preset P --sweep FIELD=START:STOP:STEP``, the ``--fresh`` hook of
+``inrlab fit``, and ``inrlab fresh-validate CONFIG`` (FreSh's pick against a real grid search)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import DEFAULT_PRESET, PRESETS, RunConfig, set_field
+from .select import FreshResult, parse_sweep, select
+from .spectrum import BINNINGS
+
+
+def add_scoring_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """--inits, --bins, --binning (``prefix`` ``fresh-`` for ``inrlab fit``)."""
+    p.add_argument(f"--{prefix}inits", type=int, default=10,
+                   help="random initialisations per candidate (default 10)")
+    p.add_argument(f"--{prefix}bins", type=int, default=64,
+                   help="K, frequency bins of the spectrum vectors (default 64)")
+    p.add_argument(f"--{prefix}binning", choices=BINNINGS, default="diagonal",
+                   help="diagonal (reference, default) or radial")
+
+
+def fresh_parser(sub: Any) -> None:
+    p = sub.add_parser("fresh", help="FreSh: rank values of a model field before training",
+                       description="Score candidate values of a numeric model field by the "
+                       "Wasserstein distance between the spectrum of the untrained model's output "
+                       "and the target's (FreSh). Prints the ranking, writes fresh.json and "
+                       "fresh.png. Other config fields: --dotted.path VALUE.")
+    p.add_argument("signal", nargs="?", help="image path, embedded name or 1-D spec")
+    p.add_argument("--preset", choices=sorted(PRESETS), help=f"model preset (default {DEFAULT_PRESET})")
+    p.add_argument("--config", help="TOML file with [signal] [model] [train] tables")
+    p.add_argument("--sweep", required=True, metavar="FIELD=START:STOP:STEP",
+                   help="field and inclusive range (or FIELD=V1,V2,…), e.g. omega0_first=10:200:10")
+    p.add_argument("--out", help="folder for fresh.json and fresh.png (default runs/fresh-…)")
+    add_scoring_options(p)
+    p.add_argument("--seed", type=int, default=0, help="initialisation r uses seed+r")
+    p.set_defaults(func=cmd_fresh, overrides=True)
+
+
+def cmd_fresh(args: argparse.Namespace, extra: dict[str, str]) -> int:
+    from ..cli import build_config
+
+    cfg = build_config(args.signal, args.preset, args.config, extra)
+    path, values = parse_sweep(args.sweep, cfg)
+    res = select(cfg.signal.name, cfg, path, values,
+                 inits=args.inits, bins=args.bins, binning=args.binning, seed=args.seed,
+                 device=cfg.train.device)
+    out = args.out or (f"runs/fresh-{Path(cfg.signal.name).stem.replace(':', '_')}-{cfg.preset}-"
+                       f"{time.strftime('%Y%m%d-%H%M%S')}")
+    print(res.table())
+    saved = res.save(out)
+    print(f"best {path} = {res.best:g}; wrote {saved} and {Path(out) / 'fresh.png'}")
+    return 0
+
+
+def fresh_for_fit(cfg: RunConfig, spec: str, args: argparse.Namespace) -> FreshResult:
+    """The ``inrlab fit --fresh`` hook: score, print the ranking, set the best value in ``cfg``."""
+    path, values = parse_sweep(spec, cfg)
+    res = select(cfg.signal.name, cfg, path, values, inits=args.fresh_inits, bins=args.fresh_bins,
+                 binning=args.fresh_binning, seed=cfg.train.seed, device=cfg.train.device)
+    print(res.table())
+    set_field(cfg, path, res.best)
+    cfg.validate()
+    print(f"training with {path} = {res.best:g}")
+    return res
+
+
+def validate_parser(sub: Any) -> None:
+    p = sub.add_parser("fresh-validate", help="FreSh's pick vs a real grid search (train all)",
+                       description="For each experiment of a TOML file, score the sweep with "
+                       "FreSh, train every candidate, and report the rank of FreSh's pick, its "
+                       "PSNR gap to the grid's best, its gain over the default and FreSh's cost "
+                       "as a fraction of one training run.")
+    p.add_argument("config", help="TOML file, e.g. configs/fresh_validation.toml")
+    p.add_argument("--tier", default="quick", help="which [tier.NAME] table to use (quick, full)")
+    p.add_argument("--out", default="runs/fresh-validation", help="results folder")
+    p.add_argument("--only", nargs="+", help="run only experiments whose name contains one of these")
+    p.add_argument("--images", nargs="+", help="these images instead of the tier's list")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_validate, overrides=False)
+
+
+def cmd_validate(args: argparse.Namespace, extra: dict[str, str]) -> int:
+    from .validate import run_validation
+
+    run_validation(args.config, args.tier, args.out, only=args.only, device=args.device,
+                   images=args.images)
+    return 0
+
+
+__all__ = ["add_scoring_options", "cmd_fresh", "fresh_for_fit", "cmd_validate"]
