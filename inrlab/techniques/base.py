@@ -22,10 +22,10 @@ class Technique:
         """Called once with the built model before the optimizer is created."""
 
     def sample_batch(self, train_idx: torch.Tensor, batch_size: int,
-                     generator: torch.Generator) -> torch.Tensor | None:
-        """Indices into the signal's coordinates for one mini-batch, or None for the trainer's
-        default (``batch_size`` training points drawn uniformly with ``generator``)."""
-        return None
+                     generator: torch.Generator) -> torch.Tensor:
+        """Indices (batch_size,) into the signal's coordinates for one mini-batch: by default
+        ``batch_size`` training points drawn uniformly (with replacement) with ``generator``."""
+        return train_idx[torch.randint(len(train_idx), (batch_size,), generator=generator)]
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor,
              idx: torch.Tensor, step: int) -> torch.Tensor:

@@ -228,11 +228,7 @@ class Trainer:
                 if full:
                     idx, x, y = train_idx, x_full, y_full
                 else:
-                    idx = self.technique.sample_batch(sig.train_idx, t.batch_size, self.gen)
-                    if idx is None:
-                        pick = torch.randint(len(train_idx), (t.batch_size,), generator=self.gen)
-                        idx = train_idx[pick.to(dev)]
-                    idx = idx.to(dev)
+                    idx = self.technique.sample_batch(sig.train_idx, t.batch_size, self.gen).to(dev)
                     x, y = coords[idx], targets[idx]
                 for g in self.opt.param_groups:
                     g["lr"] = t.lr * lr_factor(t, self.step)
