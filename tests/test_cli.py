@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from inrlab.cli import main, parse_overrides
+from inrlab.cli import main
+from inrlab.cli_config import parse_overrides
 
 
 def test_fit_end_to_end(tmp_path, capsys):

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_PRESET, PRESETS, RunConfig, set_field
+from ..cli_config import add_config_arguments, build_config
+from ..config import RunConfig, set_field
 from .select import FreshResult, parse_sweep, select
 from .spectrum import BINNINGS
 
@@ -29,9 +30,7 @@ def fresh_parser(sub: Any) -> None:
                        "Wasserstein distance between the spectrum of the untrained model's output "
                        "and the target's (FreSh). Prints the ranking, writes fresh.json and "
                        "fresh.png. Other config fields: --dotted.path VALUE.")
-    p.add_argument("signal", nargs="?", help="image path, embedded name or 1-D spec")
-    p.add_argument("--preset", choices=sorted(PRESETS), help=f"model preset (default {DEFAULT_PRESET})")
-    p.add_argument("--config", help="TOML file with [signal] [model] [train] tables")
+    add_config_arguments(p)
     p.add_argument("--sweep", required=True, metavar="FIELD=START:STOP:STEP",
                    help="field and inclusive range (or FIELD=V1,V2,…), e.g. omega0_first=10:200:10")
     p.add_argument("--out", help="folder for fresh.json and fresh.png (default runs/fresh-…)")
@@ -41,8 +40,6 @@ def fresh_parser(sub: Any) -> None:
 
 
 def cmd_fresh(args: argparse.Namespace, extra: dict[str, str]) -> int:
-    from ..cli import build_config
-
     cfg = build_config(args.signal, args.preset, args.config, extra)
     path, values = parse_sweep(args.sweep, cfg)
     res = select(cfg.signal.name, cfg, path, values,

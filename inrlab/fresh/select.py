@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
+from ..cli_config import resolve_path
 from ..config import RunConfig, field_type, get_field, preset, set_field
 from ..errors import InrlabError
 from ..models import batch_coupled, build_model
@@ -155,8 +156,6 @@ def parse_sweep(spec: str, cfg: RunConfig) -> tuple[str, list[float]]:
 
     FIELD may be a unique suffix (``omega0_first``); int fields get int values.
     """
-    from ..cli import resolve_path
-
     name, eq, body = spec.partition("=")
     if not eq or not name.strip():
         raise InrlabError(f"bad sweep {spec!r}: write FIELD=START:STOP:STEP, "

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..cli_config import build_config
 from ..config import PRESETS
 from ..errors import InrlabError
 from ..signals import load_signal
@@ -34,7 +35,6 @@ def ntk_parser(sub: Any) -> None:
 
 
 def cmd_ntk(args: argparse.Namespace, extra: dict[str, str]) -> int:
-    from ..cli import build_config
     from .compare import model_for, model_spectrum, print_summary, write_comparison
 
     names = [args.preset] + [c for c in args.compare if c != args.preset]
