@@ -7,6 +7,8 @@ Every field is reachable by a dotted path (``model.encoding.sigma``), which is w
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -54,8 +56,9 @@ class EncodingConfig:
                     f"model.encoding.finest_resolution={self.finest_resolution} is below "
                     f"base_resolution={self.base_resolution}: make finest ≥ base"
                 )
-            if self.init_scale < 0:
-                raise InrlabError("model.encoding.init_scale must be ≥ 0")
+            if not math.isfinite(self.init_scale) or self.init_scale < 0:
+                raise InrlabError(f"model.encoding.init_scale={self.init_scale} must be a finite "
+                                  f"number ≥ 0")
         if self.kind == "hash" and not 4 <= self.log2_table_size <= 26:
             raise InrlabError("model.encoding.log2_table_size must lie in 4..26")
 
@@ -77,8 +80,10 @@ class ActivationConfig:
             _positive("model.activation.omega0_hidden", self.omega0_hidden)
         if self.kind in ("gauss", "wire"):
             _positive("model.activation.scale", self.scale)
-        if self.first_bias_scale is not None and self.first_bias_scale < 0:
-            raise InrlabError("model.activation.first_bias_scale must be ≥ 0 (or unset)")
+        if self.first_bias_scale is not None and not (math.isfinite(self.first_bias_scale)
+                                                       and self.first_bias_scale >= 0):
+            raise InrlabError(f"model.activation.first_bias_scale={self.first_bias_scale} must be "
+                              f"a finite number ≥ 0 (or unset)")
 
 
 @dataclass
@@ -236,8 +241,10 @@ class RunConfig:
 
 
 def _positive(name: str, value: float) -> None:
-    if value is None or value <= 0:
-        raise InrlabError(f"{name}={value} is impossible: it must be > 0")
+    """Raise unless ``value`` is a finite number > 0 (NaN, ±inf and booleans are refused)."""
+    if (value is None or isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value <= 0):
+        raise InrlabError(f"{name}={value} is impossible: it must be a finite number > 0")
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
@@ -394,17 +401,25 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
                     return True
                 if low in ("0", "false", "no", "off"):
                     return False
-                raise ValueError(value)
-            return bool(value)
+            if isinstance(value, bool):
+                return value
+            raise ValueError(value)
+        if isinstance(value, bool) or (tp in (int, float, str) and isinstance(value, (dict, list))):
+            raise ValueError(value)  # TOML `width = true` is a mistake, not 1
         if tp is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
         if tp is float:
-            return float(value)
+            v = float(value)
+            if not math.isfinite(v):
+                raise InrlabError(f"config field {path!r} needs a finite number, got {value!r}")
+            return v
         if tp is str:
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError) as e:
+        if isinstance(e, InrlabError):
+            raise
         raise InrlabError(f"config field {path!r} needs a {tp.__name__}, got {value!r}") from None
     return value
 
@@ -415,6 +430,11 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise InrlabError(f"config file {str(p)!r} not found: check the path")
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise InrlabError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise InrlabError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}): save it as "
+                          f"UTF-8") from None
+    except OSError as e:
+        raise InrlabError(f"cannot read config file {str(p)!r} ({e.strerror})") from None

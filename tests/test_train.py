@@ -98,7 +98,7 @@ def test_corrupt_and_mismatched_checkpoints(small_image, tmp_path):
         fit(small_image, "relu", steps=20, out=tmp_path / "r", resume=True, progress=False,
             overrides=FAST)
     fit(small_image, "relu", steps=10, out=tmp_path / "s", progress=False, overrides=FAST)
-    state = torch.load(tmp_path / "s" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "s" / "checkpoint.pt", weights_only=True)
     state["model"]["head.weight"] = torch.zeros(5, 5)
     torch.save(state, tmp_path / "s" / "checkpoint.pt")
     with pytest.raises(InrlabError, match="does not match"):
@@ -113,7 +113,7 @@ def test_divergence_keeps_checkpoint_and_metrics(small_image, tmp_path):
     assert "last good checkpoint" in str(e.value)
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert m["status"] == "diverged"
-    ck = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    ck = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in ck["model"].values())
     assert len((tmp_path / "r" / "history.jsonl").read_text().splitlines()) >= 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,8 +11,12 @@ import torch
 
 from ..config import SignalConfig
 from ..errors import InrlabError
+from ..limits import check_memory
 from ..train.metrics import band_error_1d
 from .base import Signal, split
+
+# float64 x and y, float32 coords and targets, split indices and permutation (int64)
+SAMPLE_BYTES = 8 + 8 + 4 + 4 + 8 + 8 + 8
 
 
 class Function1D(Signal):
@@ -27,6 +32,8 @@ class Function1D(Signal):
                  config: SignalConfig | None = None):
         if samples < 4:
             raise InrlabError(f"a 1-D signal needs at least 4 samples, got {samples}")
+        check_memory(f"1-D signal {name!r} with {samples:,} samples", samples * SAMPLE_BYTES,
+                     "use fewer samples (sines:…@N or signal.samples)")
         x = np.linspace(-1, 1, samples)
         y = np.asarray(fn(x), np.float64).reshape(samples, -1)
         if not np.all(np.isfinite(y)):
@@ -46,8 +53,9 @@ class Function1D(Signal):
     def sines(cls, freqs: Sequence[float], samples: int = 2048, heldout: float = 0.0,
               split_seed: int = 0) -> Function1D:
         freqs = [float(k) for k in freqs]
-        if not freqs or any(k <= 0 for k in freqs):
-            raise InrlabError("sines need positive frequencies, e.g. sines:5,10,15")
+        if not freqs or any(not math.isfinite(k) or k <= 0 for k in freqs):
+            raise InrlabError(f"sines need finite positive frequencies, got {freqs}: write e.g. "
+                              f"sines:5,10,15")
         if 2 * max(freqs) >= samples / 2:
             raise InrlabError(f"frequency {max(freqs)} aliases on {samples} samples: "
                               f"use more samples (> {int(4 * max(freqs))})")
@@ -82,6 +90,9 @@ def parse_1d_spec(spec: str, samples: int, heldout: float, split_seed: int) -> F
     try:
         if body.count(":") == 2:
             a, b, s = (float(v) for v in body.split(":"))
+            if not all(math.isfinite(v) for v in (a, b, s)) or s <= 0 or (b - a) / s > 10_000:
+                raise InrlabError(f"bad frequency range in {spec!r}: START:STOP:STEP must be "
+                                  f"finite, STEP > 0 and at most 10000 frequencies")
             freqs = list(np.arange(a, b + s / 2, s))
         else:
             freqs = [float(v) for v in body.split(",") if v.strip()]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import png
 import torch
 
 from ..config import SignalConfig
 from ..errors import InrlabError
+from ..limits import check_memory, max_image_pixels
 from ..train.metrics import ms_ssim, ssim
 from .base import Signal, split
 
@@ -38,44 +41,129 @@ def resolve_source(source: str) -> str:
 
 
 def load_array(source: str) -> np.ndarray:
-    """Read ``source`` (path, ``kodak:NAME`` or embedded name) into an (H, W[, C]) array."""
+    """Read ``source`` (path, ``kodak:NAME`` or embedded name) into an (H, W[, C]) array of the
+    file's own dtype (uint8, uint16, float32, …), so no precision is lost before :func:`to_unit`."""
     source = resolve_source(source)
     p = Path(source)
     if p.suffix or p.exists() or "/" in source:
         if not p.is_file():
             raise InrlabError(f"image file {source!r} not found: check the path "
                               f"(or use an embedded name such as 'astronaut')")
-        from PIL import Image as PILImage
-        from PIL import UnidentifiedImageError
-
         try:
-            with PILImage.open(p) as im:
-                im.load()
-                return np.asarray(im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else
-                                             ("L" if im.mode in ("L", "1", "I", "I;16", "F")
-                                              else "RGB")))
-        except (UnidentifiedImageError, OSError) as e:
-            raise InrlabError(f"cannot read image {source!r} ({e}): give a PNG/JPEG/TIFF file") \
-                from None
+            if p.suffix.lower() in (".tif", ".tiff"):
+                return _read_tiff(p)
+            return _read_pillow(p)
+        except (OSError, ValueError, SyntaxError, EOFError, png.Error) as e:
+            if isinstance(e, InrlabError):
+                raise
+            raise InrlabError(f"cannot read image {source!r} ({_first_line(e)}): give a "
+                              f"PNG/JPEG/TIFF file") from None
     return load_embedded(source)
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def _check_pixels(path: Path, h: int, w: int) -> None:
+    """Refuse images over the pixel limit before decoding them (decompression bombs)."""
+    limit = max_image_pixels()
+    if h * w > limit:
+        raise InrlabError(f"image {str(path)!r} has {w}×{h} = {w * h:,} pixels, over the limit of "
+                          f"{limit:,}: shrink it, or raise INRLAB_MAX_IMAGE_PIXELS if it is "
+                          f"trusted")
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    """Any format Pillow reads; 16-bit PNGs (which Pillow cuts to 8 bits in colour) via pypng."""
+    from PIL import Image as PILImage
+
+    PILImage.MAX_IMAGE_PIXELS = max_image_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            im = PILImage.open(path)
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as e:
+        raise InrlabError(f"image {str(path)!r} is too large ({_first_line(e)}): shrink it, or "
+                          f"raise INRLAB_MAX_IMAGE_PIXELS if it is trusted") from None
+    with im:
+        _check_pixels(path, im.height, im.width)
+        if im.format == "PNG" and _png_bitdepth(path) == 16:
+            return _read_png16(path)
+        im.load()
+        mode = im.mode
+        if mode in ("P", "PA"):
+            im = im.convert("RGBA")
+        elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+            im = im.convert("RGB")
+        a = np.asarray(im)
+        if mode == "I":  # 32-bit container; Pillow decodes 16-bit data (PGM, …) into it
+            if a.size and (a.min() < 0 or a.max() > 65535):
+                raise InrlabError(f"image {str(path)!r} holds 32-bit integers outside 0…65535: "
+                                  f"save it as 8/16-bit or float")
+            a = a.astype(np.uint16)
+        return a
+
+
+def _png_bitdepth(path: Path) -> int:
+    r = png.Reader(filename=str(path))
+    r.preamble()
+    return int(r.bitdepth)
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    """A 16-bit PNG (gray, gray+alpha, RGB, RGBA) as uint16 (H, W[, C])."""
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    a = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(h, w, info["planes"])
+    return a[..., 0] if info["planes"] == 1 else a
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """A TIFF of any sample type (uint8/16, float16/32/64, …) with tifffile, first page/series."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        shape = tf.series[0].shape
+        if len(shape) < 2:
+            raise InrlabError(f"TIFF {str(path)!r} holds no 2-D image (shape {shape})")
+        axes = tf.series[0].axes
+        h, w = (shape[axes.index("Y")], shape[axes.index("X")]) if "Y" in axes and "X" in axes \
+            else shape[:2]
+        _check_pixels(path, h, w)
+        a = tf.series[0].asarray()
+    if a.ndim == 3 and a.shape[0] in (1, 2, 3, 4) and a.shape[-1] not in (1, 2, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # planar (C, H, W) → (H, W, C)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    return a
+
+
 def to_unit(a: np.ndarray) -> np.ndarray:
-    """Integer/bool/float image → float64 in [0, 1]; alpha dropped."""
+    """Image of any dtype → float64 in [0, 1], normalised by the true range of its dtype
+    (uint8 / 255, uint16 / 65535, signed integers from their minimum); floats already in
+    [0, 1] are kept, other floats are rescaled from their own min–max. Alpha is dropped."""
     if a.dtype == bool:
         a = a.astype(np.float64)
     elif np.issubdtype(a.dtype, np.integer):
-        a = a.astype(np.float64) / np.iinfo(a.dtype).max
+        info = np.iinfo(a.dtype)
+        a = (a.astype(np.float64) - info.min) / (float(info.max) - info.min)
     else:
         a = a.astype(np.float64)
-        lo, hi = np.nanmin(a), np.nanmax(a)
+        if not np.all(np.isfinite(a)):
+            raise InrlabError("image has NaN or inf pixels: clean the file")
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
         if lo < 0 or hi > 1:
             a = (a - lo) / max(hi - lo, 1e-12)
     if a.ndim == 3 and a.shape[2] in (2, 4):
         a = a[..., :-1]
-    if not np.all(np.isfinite(a)):
-        raise InrlabError("image has NaN or inf pixels: clean the file")
     return a
+
+
+def pixel_bytes(pixels: int, channels: int) -> int:
+    """Bytes an image signal of ``pixels`` × ``channels`` costs while it is built: float64
+    resize input and output, float32 targets, (y, x) coordinates, split indices and permutation."""
+    return pixels * (24 * channels + 48)
 
 
 class Image(Signal):
@@ -100,6 +188,9 @@ class Image(Signal):
 
             h, w = a.shape[:2]
             s = size / max(h, w)
+            check_memory(f"image {name or source if isinstance(source, str) else 'array'} at "
+                         f"size {size}", pixel_bytes(round(h * s) * round(w * s), a.shape[2]),
+                         "choose a smaller signal.size")
             a = resize(a, (max(1, round(h * s)), max(1, round(w * s))), anti_aliasing=s < 1)
         h, w, c = a.shape
         if min(h, w) < 2:

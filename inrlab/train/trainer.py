@@ -32,10 +32,23 @@ from ..errors import DivergedError, InrlabError, RunInterrupted
 from ..models import INR, batch_coupled, build_model, freeze_statistics, set_norm_stats
 from ..signals import Signal, load_signal
 from ..techniques import Technique, build_technique
-from ..utils import atomic_torch_save, resolve_device, seed_everything, to_jsonable, write_json
+from ..utils import (
+    FolderLock,
+    append_line,
+    atomic_torch_save,
+    atomic_write_text,
+    resolve_device,
+    safe_torch_load,
+    seed_everything,
+    to_jsonable,
+    write_json,
+)
+from .stop import DeferredStop
 
 RUN_FILES = ("config.json", "history.jsonl", "checkpoint.pt", "metrics.json",
              "reconstruction.png", "summary.png")
+LOCK_NAME = ".run.lock"  # flock held by the one process that writes a run folder
+CHECKPOINT_KEYS = ("step", "seconds", "history", "model", "optimizer", "generator", "torch_rng")
 
 
 @dataclass
@@ -117,6 +130,7 @@ class Trainer:
         self.last_ckpt_step: int | None = None
         self.resolved = {**cfg.to_dict(), "signal_meta": self.signal.meta}
         self.diagnostics = None
+        self.lock: FolderLock | None = None
         if t.diagnostics_every or t.ntk_steps:
             from ..ntk.diagnostics import Diagnostics
 
@@ -129,16 +143,44 @@ class Trainer:
     def _prepare_folder(self, resume: bool, overwrite: bool) -> None:
         out = self.out
         assert out is not None
-        cfg_path = out / "config.json"
         if out.exists() and not out.is_dir():
             raise InrlabError(f"output path {str(out)!r} is a file: choose a folder for --out")
-        if overwrite and out.exists():
-            if any(out.iterdir()) and not cfg_path.exists():
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InrlabError(f"cannot create output folder {str(out)!r} ({e.strerror}): "
+                              f"choose a writable --out") from None
+        self.lock = FolderLock(out, LOCK_NAME, "another inrlab process",
+                               "choose another --out")
+        try:
+            self._check_folder(resume, overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run folder's lock (training ends, or the trainer is discarded)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _check_folder(self, resume: bool, overwrite: bool) -> None:
+        out = self.out
+        assert out is not None
+        cfg_path = out / "config.json"
+        content = [f for f in out.iterdir() if f.name != LOCK_NAME]
+        if overwrite and content:
+            if not cfg_path.exists():
                 raise InrlabError(f"{str(out)!r} is not an inrlab run folder; refusing to "
                                   f"overwrite it: choose another --out")
-            for name in RUN_FILES:
-                (out / name).unlink(missing_ok=True)
-            shutil.rmtree(out / "diagnostics", ignore_errors=True)
+            try:
+                for name in RUN_FILES:
+                    (out / name).unlink(missing_ok=True)
+                shutil.rmtree(out / "diagnostics", ignore_errors=True)
+            except OSError as e:
+                raise InrlabError(f"cannot replace the run in {str(out)!r} ({e.strerror}): make "
+                                  f"the folder writable or choose another --out") from None
+            content = []
         if cfg_path.exists():
             try:
                 old = json.loads(cfg_path.read_text())
@@ -155,12 +197,12 @@ class Trainer:
                 raise InrlabError(f"output folder {str(out)!r} already holds this run: pass "
                                   f"--resume to continue it or --overwrite to start over")
             self._load_checkpoint(out / "checkpoint.pt")
-        elif out.exists() and any(out.iterdir()):
+        elif content:
             raise InrlabError(f"output folder {str(out)!r} is not empty and holds no inrlab run: "
                               f"choose another --out")
         try:
-            out.mkdir(parents=True, exist_ok=True)
             write_json(cfg_path, self.resolved)
+            self._truncate_history()
         except OSError as e:
             raise InrlabError(f"cannot write to output folder {str(out)!r} ({e.strerror}): "
                               f"choose a writable --out") from None
@@ -169,28 +211,48 @@ class Trainer:
         if not path.exists():
             return  # config written but no checkpoint yet: start from step 0
         try:
-            ck = torch.load(path, map_location=self.device, weights_only=False)
+            ck = safe_torch_load(path, map_location=self.device)  # tensors + plain containers only
+            missing = [k for k in CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
+            if missing:
+                raise KeyError(f"no {', '.join(missing)}")
             self.model.load_state_dict(ck["model"])
             self.opt.load_state_dict(ck["optimizer"])
+            self.gen.set_state(ck["generator"].cpu())
+            torch.set_rng_state(ck["torch_rng"].cpu())
+            step, seconds, history = int(ck["step"]), float(ck["seconds"]), list(ck["history"])
         except Exception as e:  # torch.load raises many types for corrupt files  # noqa: BLE001
             first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
             raise InrlabError(f"checkpoint {path} does not match this run or is corrupt ({first}): "
                               f"pass --overwrite or choose another --out") from None
-        self.step, self.seconds = ck["step"], ck["seconds"]
-        self.history = ck["history"]
-        self.gen.set_state(ck["generator"])
-        torch.set_rng_state(ck["torch_rng"])
+        self.step, self.seconds, self.history = step, seconds, history
         self.last_ckpt_step = self.step
+
+    def _truncate_history(self) -> None:
+        """Make ``history.jsonl`` hold exactly the records of the state training continues from
+        (the checkpoint's), dropping rows written after it and any half-written last line."""
+        assert self.out is not None
+        text = "".join(json.dumps(to_jsonable(r)) + "\n" for r in self.history)
+        path = self.out / "history.jsonl"
+        if path.exists() or text:
+            atomic_write_text(path, text)
 
     def _save_checkpoint(self) -> None:
         if self.out is None:
             return
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise self._diverged("parameters became non-finite")
-        atomic_torch_save({"step": self.step, "seconds": self.seconds, "history": self.history,
-                           "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                           "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                           "config": self.resolved}, self.out / "checkpoint.pt")
+        try:
+            atomic_torch_save({"step": self.step, "seconds": self.seconds,
+                               "history": to_jsonable(self.history),
+                               "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                               "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                               "config": to_jsonable(self.resolved)}, self.out / "checkpoint.pt")
+        except OSError as e:
+            kept = (f"the checkpoint of step {self.last_ckpt_step} is kept"
+                    if self.last_ckpt_step is not None else "no checkpoint was kept")
+            raise InrlabError(f"cannot write the checkpoint of step {self.step} into "
+                              f"{str(self.out)!r} ({e.strerror or e}); {kept}: free disk space "
+                              f"and run again with --resume") from None
         self.last_ckpt_step = self.step
 
     # ------------------------------------------------------------------ loop
@@ -210,6 +272,15 @@ class Trainer:
                              f"train.lr (now {self.cfg.train.lr:g}) and start again")
 
     def train(self) -> FitResult:
+        """Train to ``train.steps`` (from the resumed step); Ctrl-C or SIGTERM stop at the next
+        step boundary with a checkpoint, so ``--resume`` continues bit-exactly."""
+        with DeferredStop() as stop:  # signals wait for a step boundary (and for the finish)
+            try:
+                return self._train(stop)
+            finally:
+                self.close()
+
+    def _train(self, stop: DeferredStop) -> FitResult:
         t = self.cfg.train
         sig, dev = self.signal, self.device
         coords, targets = sig.coords.to(dev), sig.targets.to(dev)
@@ -220,11 +291,19 @@ class Trainer:
                    desc=f"{self.cfg.preset or 'model'} on {sig.name}", leave=True)
         start = time.perf_counter() - self.seconds
         diag = self.diagnostics
-        if diag is not None and self.step == 0:
-            diag.record(self.model, 0, lambda: predict(self.model, coords))
+        rng_at_step = (self.gen.get_state(), torch.get_rng_state())
+        # dirty: this step may already have changed saved state (weights, Adam, norm statistics),
+        # so an exception now cannot be checkpointed exactly
+        dirty = False
+        coupled = batch_coupled(self.model)
         try:
+            if diag is not None and self.step == 0:
+                diag.record(self.model, 0, lambda: predict(self.model, coords))
             while self.step < t.steps:
                 rng_at_step = (self.gen.get_state(), torch.get_rng_state())
+                dirty = False
+                if stop.requested is not None:
+                    raise KeyboardInterrupt
                 if full:
                     idx, x, y = train_idx, x_full, y_full
                 else:
@@ -232,6 +311,7 @@ class Trainer:
                     x, y = coords[idx], targets[idx]
                 for g in self.opt.param_groups:
                     g["lr"] = t.lr * lr_factor(t, self.step)
+                dirty = coupled  # a training forward updates running norm statistics
                 pred = self.model(x)
                 loss = self.technique.loss(self.model, x, y, pred, idx, self.step)
                 mse = torch.mean((pred.detach() - y) ** 2).item()
@@ -239,6 +319,7 @@ class Trainer:
                     raise self._diverged(f"loss is {loss.item()} (MSE {mse})")
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
+                dirty = True
                 self.opt.step()
                 self.step += 1
                 bar.update(1)
@@ -251,8 +332,7 @@ class Trainer:
                            "lr": self.opt.param_groups[0]["lr"], **self.evaluate()}
                     self.history.append(rec)
                     if self.out is not None:
-                        with open(self.out / "history.jsonl", "a") as f:
-                            f.write(json.dumps(to_jsonable(rec)) + "\n")
+                        append_line(self.out / "history.jsonl", json.dumps(to_jsonable(rec)))
                 if diag is not None and diag.due(self.step):
                     diag.record(self.model, self.step, lambda: predict(self.model, coords))
                 if self.step % t.checkpoint_every == 0 and self.step < t.steps:
@@ -261,11 +341,17 @@ class Trainer:
         except KeyboardInterrupt:
             self.seconds = time.perf_counter() - start
             bar.close()
-            self.gen.set_state(rng_at_step[0])  # replay the interrupted step exactly on resume
-            torch.set_rng_state(rng_at_step[1])
             if self.out is None:
                 raise RunInterrupted(f"interrupted at step {self.step} (no --out: nothing saved)") \
                     from None
+            if dirty:
+                kept = (f"its checkpoint of step {self.last_ckpt_step} is kept"
+                        if self.last_ckpt_step is not None else "it starts over")
+                raise RunInterrupted(f"interrupted while a step was being applied (step "
+                                     f"{self.step}); {kept} in {self.out}: run the same command "
+                                     f"with --resume to continue") from None
+            self.gen.set_state(rng_at_step[0])  # replay the interrupted step exactly on resume
+            torch.set_rng_state(rng_at_step[1])
             self._save_checkpoint()
             raise RunInterrupted(f"interrupted at step {self.step}; checkpoint saved in {self.out}: "
                               f"run the same command with --resume to continue") from None
@@ -307,13 +393,23 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, signal: Signal | None 
     A finished run found in ``out`` with ``resume=True`` is returned without retraining.
     """
     out_p = Path(out) if out is not None else None
-    if resume and out_p is not None and (out_p / "metrics.json").exists():
-        done = json.loads((out_p / "metrics.json").read_text())
+    if resume and out_p is not None:
+        done = _read_metrics(out_p)  # unreadable: resume from the checkpoint, which rewrites it
         if done.get("status") == "finished" and done.get("steps") == cfg.train.steps:
             trainer = Trainer(cfg, signal, out_p, resume=True, progress=False)
+            trainer.close()
             return FitResult(trainer.model, trainer.signal, cfg, done, trainer.history, out_p)
     return Trainer(cfg, signal, out_p, resume=resume, overwrite=overwrite,
                    progress=progress).train()
+
+
+def _read_metrics(folder: Path) -> dict[str, Any]:
+    """``folder/metrics.json`` as a dict; ``{}`` when it is missing or unreadable."""
+    try:
+        data = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def fit(signal: Signal | str, preset_name: str = DEFAULT_PRESET, *, steps: int | None = None,
@@ -340,16 +436,22 @@ def load_run(path: str | Path) -> FitResult:
     p = Path(path)
     if not (p / "config.json").exists():
         raise InrlabError(f"{str(p)!r} is not an inrlab run folder (no config.json)")
-    data = json.loads((p / "config.json").read_text())
+    try:
+        data = json.loads((p / "config.json").read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise InrlabError(f"{p / 'config.json'} is unreadable ({e}): the run folder is damaged; "
+                          f"rerun the fit") from None
     data.pop("signal_meta", None)
     cfg = from_dict(RunConfig, data)
     trainer = Trainer(cfg, None, p, resume=True, progress=False)
+    trainer.close()  # reading only: leave the folder to whoever trains it
     if trainer.last_ckpt_step is None:
         raise InrlabError(f"{p} holds no checkpoint yet: resume or rerun the fit")
     if batch_coupled(trainer.model):
         set_norm_stats(trainer.model, "frozen")  # the final checkpoint holds full-grid statistics
-    metrics = json.loads((p / "metrics.json").read_text()) if (p / "metrics.json").exists() else {}
-    return FitResult(trainer.model, trainer.signal, cfg, metrics, trainer.history, p)
+    return FitResult(trainer.model, trainer.signal, cfg, _read_metrics(p), trainer.history, p)
 
 
 __all__ = ["FitResult", "Trainer", "fit", "run", "load_run", "predict", "lr_factor"]
