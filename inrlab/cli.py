@@ -106,7 +106,23 @@ def _bench_parser(sub: Any) -> None:
 def cmd_bench(args: argparse.Namespace, extra: dict[str, str]) -> int:
     from .benchmarks import BENCHMARKS
 
+    check_bench_numbers(args)
     return BENCHMARKS[args.bench][1](args)
+
+
+def check_bench_numbers(args: argparse.Namespace) -> None:
+    """Every numeric benchmark option (repeats, sizes, points, …) must be a finite number > 0;
+    only ``--start`` (the first FreSh candidate) may be any finite number."""
+    import math
+
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if not math.isfinite(v) or (v <= 0 and name != "start"):
+                raise InrlabError(f"--{name.replace('_', '-')} {v} is impossible: give a finite "
+                                  f"number{'' if name == 'start' else ' > 0'}")
 
 
 # Each command module contributes one parser builder; later features append here.
@@ -121,11 +137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in PARSERS:
         add(sub)
-    args, rest = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    known, dotted = split_overrides(sub, argv)
+    args, rest = parser.parse_known_args(known)
     try:
-        if rest and not getattr(args, "overrides", False):
-            raise InrlabError(f"unrecognized arguments: {' '.join(rest)}")
-        extra = parse_overrides(rest) if rest else {}
+        if (rest or dotted) and not getattr(args, "overrides", False):
+            raise InrlabError(f"unrecognized arguments: {' '.join(rest + dotted)}")
+        if rest:
+            raise InrlabError(f"unexpected argument {rest[0]!r}: options look like --train.lr 1e-3")
+        extra = parse_overrides(dotted) if dotted else {}
         return args.func(args, extra)
     except DivergedError as e:
         print(f"inrlab: error: {e}", file=sys.stderr)
@@ -133,6 +153,81 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InrlabError as e:
         print(f"inrlab: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("inrlab: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"inrlab: error: {OUT_OF_MEMORY}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # torch reports failed allocations as RuntimeError
+        if not is_out_of_memory(e):
+            raise
+        print(f"inrlab: error: {OUT_OF_MEMORY} ({str(e).strip().splitlines()[0][:160]})",
+              file=sys.stderr)
+        return 2
+    except OSError as e:  # the environment, not inrlab: disk full, permissions, ...
+        where = f" {e.filename!r}" if e.filename else ""
+        print(f"inrlab: error: cannot access{where}: {e.strerror or e}: free disk space or fix the "
+              f"permissions, then rerun (finished results are kept)", file=sys.stderr)
+        return 2
+
+
+OUT_OF_MEMORY = ("out of memory: lower signal.size, set train.batch_size, use a smaller model or "
+                 "fewer points")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is torch's (or the allocator's) report of a failed allocation."""
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def split_overrides(sub: Any, argv: list[str]) -> tuple[list[str], list[str]]:
+    """Take the ``--dotted.path VALUE`` config overrides out of ``argv`` before argparse sees it.
+
+    argparse would otherwise hand an override's value to an optional positional (``fit --config
+    f.toml --model.width 16`` made ``16`` the SIGNAL). Options the command declares keep their
+    own arity; every other ``--name`` takes the next token as its value (even ``-1``)."""
+    if not argv or argv[0] not in sub.choices:
+        return argv, []
+    declared = _declared_options(sub.choices[argv[0]])
+    known, dotted = argv[:1], []
+    i = 1
+    while i < len(argv):
+        tok = argv[i]
+        name = tok.split("=", 1)[0]
+        if tok == "--":
+            known += argv[i:]
+            break
+        if tok.startswith("--") and name not in declared:
+            take = 1 if "=" in tok or i + 1 >= len(argv) else 2
+            dotted += argv[i:i + take]
+            i += take
+            continue
+        known.append(tok)
+        nargs = declared.get(name, 0) if tok.startswith("-") and "=" not in tok else 0
+        while nargs and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            i += 1
+            known.append(argv[i])
+            nargs -= 1
+        i += 1
+    return known, dotted
+
+
+def _declared_options(p: argparse.ArgumentParser) -> dict[str, int]:
+    """Option string → how many values it takes (a large number for ``+``/``*``), including the
+    options of nested sub-commands (``sweep run``, ``bench step-time``)."""
+    out: dict[str, int] = {}
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                out.update(_declared_options(child))
+            continue
+        n = action.nargs
+        count = 0 if n == 0 else 1 if n in (None, "?") else 10**6 if n in ("+", "*") else int(n)
+        for opt in action.option_strings:
+            out[opt] = count
+    return out
 
 
 if __name__ == "__main__":

@@ -100,6 +100,30 @@ def append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
+def prepare_output_folder(out: Path, marker: str, what: str, overwrite: bool) -> Path:
+    """Check and create a results folder before any work: ``out`` must be a writable folder that
+    is new, empty, or holds an earlier ``what`` result (file ``marker``), which only
+    ``overwrite`` lets a command replace."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InrlabError(f"output path {str(out)!r} is a file: choose a folder for --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / marker).exists():
+            raise InrlabError(f"output folder {str(out)!r} is not empty and holds no {what} "
+                              f"result: choose another --out")
+        if not overwrite:
+            raise InrlabError(f"output folder {str(out)!r} already holds a {what} result: pass "
+                              f"--overwrite to replace it or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InrlabError(f"cannot create output folder {str(out)!r} ({e.strerror}): choose a "
+                          f"writable --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InrlabError(f"output folder {str(out)!r} is not writable: choose a writable --out")
+    return out
+
+
 class FolderLock:
     """An exclusive ``flock`` on ``folder/name`` held until :meth:`release` (or process death:
     the kernel drops the lock of a killed process, so a stale lock never blocks).

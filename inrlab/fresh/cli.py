@@ -10,6 +10,7 @@ from typing import Any
 
 from ..cli_config import add_config_arguments, build_config
 from ..config import RunConfig, set_field
+from ..utils import prepare_output_folder
 from .select import FreshResult, parse_sweep, select
 from .spectrum import BINNINGS
 
@@ -34,6 +35,7 @@ def fresh_parser(sub: Any) -> None:
     p.add_argument("--sweep", required=True, metavar="FIELD=START:STOP:STEP",
                    help="field and inclusive range (or FIELD=V1,V2,…), e.g. omega0_first=10:200:10")
     p.add_argument("--out", help="folder for fresh.json and fresh.png (default runs/fresh-…)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in --out")
     add_scoring_options(p)
     p.add_argument("--seed", type=int, default=0, help="initialisation r uses seed+r")
     p.set_defaults(func=cmd_fresh, overrides=True)
@@ -42,11 +44,12 @@ def fresh_parser(sub: Any) -> None:
 def cmd_fresh(args: argparse.Namespace, extra: dict[str, str]) -> int:
     cfg = build_config(args.signal, args.preset, args.config, extra)
     path, values = parse_sweep(args.sweep, cfg)
+    out = args.out or (f"runs/fresh-{Path(cfg.signal.name).stem.replace(':', '_')}-{cfg.preset}-"
+                       f"{time.strftime('%Y%m%d-%H%M%S')}")
+    prepare_output_folder(Path(out), "fresh.json", "FreSh", args.overwrite)
     res = select(cfg.signal.name, cfg, path, values,
                  inits=args.inits, bins=args.bins, binning=args.binning, seed=args.seed,
                  device=cfg.train.device)
-    out = args.out or (f"runs/fresh-{Path(cfg.signal.name).stem.replace(':', '_')}-{cfg.preset}-"
-                       f"{time.strftime('%Y%m%d-%H%M%S')}")
     print(res.table())
     saved = res.save(out)
     print(f"best {path} = {res.best:g}; wrote {saved} and {Path(out) / 'fresh.png'}")

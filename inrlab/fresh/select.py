@@ -35,6 +35,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from ..cli_config import resolve_path
 from ..config import RunConfig, field_type, get_field, preset, set_field
 from ..errors import InrlabError
+from ..limits import check_memory, max_fresh_candidates
 from ..models import batch_coupled, build_model
 from ..signals import Signal, load_signal
 from ..utils import resolve_device, write_json
@@ -176,7 +177,10 @@ def parse_sweep(spec: str, cfg: RunConfig) -> tuple[str, list[float]]:
                           ) from None
     if parts is not None and len(parts) != 3:
         raise InrlabError(f"bad sweep {spec!r}: write FIELD=START:STOP:STEP or FIELD=V1,V2,…")
+    if not all(math.isfinite(v) for v in (parts or listed)):
+        raise InrlabError(f"sweep {spec!r} holds NaN or inf: give finite numbers")
     values = listed
+    limit = max_fresh_candidates()
     if parts is not None:
         start, stop, step = parts
         if step <= 0:
@@ -184,8 +188,14 @@ def parse_sweep(spec: str, cfg: RunConfig) -> tuple[str, list[float]]:
         if start > stop:
             raise InrlabError(f"sweep {spec!r} is a reversed range (START {start:g} > STOP "
                               f"{stop:g}): write it as {path}={stop:g}:{start:g}:{step:g}")
-        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        n = math.floor((stop - start) / step + 1e-9) + 1
+        if n > limit:
+            raise InrlabError(f"sweep {spec!r} has {n:,} candidates, over the limit of {limit:,}: "
+                              f"use a larger STEP, or raise INRLAB_MAX_FRESH_CANDIDATES")
         values = [float(f"{start + i * step:.12g}") for i in range(n)]
+    if len(values) > limit:
+        raise InrlabError(f"sweep {spec!r} has {len(values):,} candidates, over the limit of "
+                          f"{limit:,}: give fewer, or raise INRLAB_MAX_FRESH_CANDIDATES")
     if not values:
         raise InrlabError(f"sweep {spec!r} is empty: give START:STOP:STEP or a list of values")
     if tp is int:
@@ -311,6 +321,8 @@ def select(signal: Signal | str, cfg: RunConfig | str, field: str, values: Seque
         raise InrlabError(f"--inits {inits} is impossible: use at least 1 initialisation")
     check_field(cfg, field)
     check_bins(grid_side(signal.grid_shape), bins)
+    check_memory(f"FreSh with {inits} initialisations on {signal.n:,} points",
+                 inits * signal.n * signal.channels * 4 * 3, "use fewer --inits or a smaller signal")
     if (grid_init_scale is not None and cfg.model.encoding.kind in ("hash", "multigrid")
             and field != "model.encoding.init_scale"):
         cfg.model.encoding.init_scale = grid_init_scale

@@ -9,7 +9,9 @@ from typing import Any
 from ..cli_config import build_config
 from ..config import PRESETS
 from ..errors import InrlabError
+from ..limits import check_memory
 from ..signals import load_signal
+from ..utils import prepare_output_folder
 from .kernel import METHODS
 from .points import SAMPLINGS, sample_points
 
@@ -31,7 +33,14 @@ def ntk_parser(sub: Any) -> None:
     p.add_argument("--method", choices=METHODS, default="auto")
     p.add_argument("--steps", type=int, default=0, help="train each model this many steps first")
     p.add_argument("--out", help="output folder (default ntk/SIGNAL)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in --out")
     p.set_defaults(func=cmd_ntk, overrides=True)
+
+
+def kernel_bytes(points: int) -> int:
+    """Bytes of an eNTK on ``points`` points: the float64 N × N kernel, its eigenvectors and a
+    working copy for the eigensolver."""
+    return 3 * 8 * points**2
 
 
 def cmd_ntk(args: argparse.Namespace, extra: dict[str, str]) -> int:
@@ -42,6 +51,10 @@ def cmd_ntk(args: argparse.Namespace, extra: dict[str, str]) -> int:
     signal = load_signal(cfgs[args.preset].signal)
     if args.steps < 0:
         raise InrlabError(f"--steps {args.steps} is negative: give 0 (initialization) or more")
+    out = Path(args.out or f"ntk/{Path(signal.name).stem.replace(':', '_')}")
+    check_memory(f"the eNTK of {args.points:,} points", kernel_bytes(args.points),
+                 "use fewer --points")
+    prepare_output_folder(out, "spectrum.json", "ntk", args.overwrite)
     idx, grid_shape = sample_points(signal, args.points, args.sampling, args.seed)
     x = signal.coords[idx]
     results = {}
@@ -49,7 +62,6 @@ def cmd_ntk(args: argparse.Namespace, extra: dict[str, str]) -> int:
         model, metrics = model_for(cfg, signal, args.steps)
         results[name] = {"preset": name, **model_spectrum(model, x, grid_shape, args.method),
                          **({"train_metrics": metrics} if metrics else {})}
-    out = Path(args.out or f"ntk/{Path(signal.name).stem.replace(':', '_')}")
     meta = {"signal": signal.name, "points": len(idx), "sampling": args.sampling,
             "grid_shape": grid_shape, "seed": args.seed, "steps": args.steps,
             "overrides": extra}

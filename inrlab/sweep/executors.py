@@ -94,8 +94,32 @@ class InProcess:
 # ---------------------------------------------------------------------------- local pool
 
 
-def _worker_main(conn: connection.Connection, env: dict[str, str], threads: int | None) -> None:
-    """Loop of a pool worker: receive a task, send its result, until ``None`` arrives."""
+PARENT_POLL_SECONDS = 0.2
+
+
+def die_with_parent(parent: int, poll: float = PARENT_POLL_SECONDS) -> threading.Thread:
+    """Start a daemon thread that SIGKILLs this process as soon as its parent ``parent`` is gone.
+
+    A pool worker must not outlive its driver: a sweep killed with SIGKILL could otherwise be
+    rerun while its orphans still train the same run folders. (Polling ``os.getppid()`` works on
+    every POSIX system and, unlike Linux's PR_SET_PDEATHSIG, does not fire when merely the
+    driver *thread* that started the worker ends.) The run resumes from its last checkpoint."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    th = threading.Thread(target=watch, name="die-with-parent", daemon=True)
+    th.start()
+    return th
+
+
+def _worker_main(conn: connection.Connection, env: dict[str, str], threads: int | None,
+                 parent: int | None = None) -> None:
+    """Loop of a pool worker: receive a task, send its result, until ``None`` arrives; the
+    worker kills itself when the driver process ``parent`` dies."""
+    if parent is not None:
+        die_with_parent(parent)
     os.environ.update(env)
     if threads:
         import torch
@@ -115,7 +139,8 @@ class _Worker:
     def __init__(self, ctx: Any, env: dict[str, str], threads: int | None):
         self.env, self.threads = env, threads
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, env, threads), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, env, threads, os.getpid()),
+                                daemon=True)
         self.proc.start()
         child.close()
         self.task: Task | None = None

@@ -55,6 +55,7 @@ FIELD_OF = {**ALIASES, **{short: path for path, short in SHORT.items()}}  # also
 TOP_KEYS = {"name", "description", "preset", "plugins", "signal", "model", "train", "axes", "tiers",
             "default_tier", "exclude"}
 BASE_TIER = "base"
+SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}")  # one path component, not . or ..
 
 
 @dataclass
@@ -211,7 +212,11 @@ def load_sweep(path: str | Path) -> Sweep:
     p = Path(path)
     if not p.is_file():
         raise InrlabError(f"sweep file {str(p)!r} not found: check the path")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InrlabError(f"sweep file {str(p)!r} is not UTF-8 text (byte {e.start}): save it as "
+                          f"UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -307,10 +312,14 @@ def parse_sweep(data: dict[str, Any], path: Path, text: str = "") -> Sweep:
                               f"{', '.join(names)}")
             norm[k2] = v
         ex_norm.append(norm)
+    name = str(data.get("name") or path.stem)
+    if not SAFE_NAME.fullmatch(name):
+        raise fail("name", f"sweep name {name!r} must be a plain folder name (letters, digits, "
+                           f"'.', '_', '+', '-'; not starting with '.'): it names sweeps/NAME")
     plugins = data.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
         raise fail("plugins", "plugins must be a list of module names")
-    return Sweep(path=path, text=text, name=str(data.get("name") or path.stem),
+    return Sweep(path=path, text=text, name=name,
                  base_preset=base_preset, base=base, axes=axes, tiers=tiers,
                  default_tier=default_tier, exclude=ex_norm, plugins=plugins)
 
