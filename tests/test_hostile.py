@@ -195,8 +195,11 @@ def test_signal_from_another_thread_defers_to_step_boundary(tmp_path, reference)
         timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
         trainer = Trainer(cfg, None, out, progress=False)
         # start the clock inside training (handlers installed), at the first update
-        trainer.opt.register_step_pre_hook(lambda *a: None if timer.is_alive() or timer.finished.
-                                           is_set() else timer.start())
+        def start_once(*a, timer=timer):
+            if not (timer.is_alive() or timer.finished.is_set()):
+                timer.start()
+
+        trainer.opt.register_step_pre_hook(start_once)
         try:
             trainer.train()
         except RunInterrupted:

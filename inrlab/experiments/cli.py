@@ -33,7 +33,14 @@ def cmd_repro(args: argparse.Namespace, extra: dict[str, str]) -> int:
                           f"{', '.join(EXPERIMENTS)}")
     module, func = EXPERIMENTS[kind]
     out = Path(args.out or f"results/{Path(args.config).stem}")
+    if out.exists() and not out.is_dir():
+        raise InrlabError(f"output path {str(out)!r} is a file: choose a folder for --out")
     out.mkdir(parents=True, exist_ok=True)
-    getattr(importlib.import_module(f"{__package__}.{module}"), func)(spec, out, progress=args.progress)
+    try:
+        getattr(importlib.import_module(f"{__package__}.{module}"), func)(spec, out,
+                                                                          progress=args.progress)
+    except KeyError as e:  # the experiment reads its keys straight from the file
+        raise InrlabError(f"{args.config} lacks the key {e.args[0]!r} that experiment {kind!r} "
+                          f"needs: start from the matching file in configs/") from None
     print(f"results in {out}")
     return 0

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..config import DEFAULT_PRESET, RunConfig, SignalConfig, from_dict, preset, set_field
 from ..errors import DivergedError, InrlabError, RunInterrupted
+from ..limits import check_memory
 from ..models import INR, batch_coupled, build_model, freeze_statistics, set_norm_stats
 from ..signals import Signal, load_signal
 from ..techniques import Technique, build_technique
@@ -95,6 +96,16 @@ def predict(model: nn.Module, x: torch.Tensor, chunk: int = 2**16) -> torch.Tens
         model.train(was)
 
 
+def training_bytes(cfg: RunConfig, points: int) -> int:
+    """A lower bound on the memory of training ``cfg`` on ``points`` points: float32 hidden
+    weights with their gradient and Adam's two moments (16 bytes each), and the activations a
+    training step keeps for backward (about 4 per hidden unit and point of the batch)."""
+    m, t = cfg.model, cfg.train
+    batch = min(points, t.batch_size or points)
+    weights = m.depth * m.width * (m.width + 1)
+    return 16 * weights + 4 * 4 * batch * m.width * m.depth
+
+
 def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     out = []
     for k in sorted(set(a) | set(b)):
@@ -118,6 +129,10 @@ class Trainer:
         self.progress = progress
         self.device = resolve_device(cfg.train.device)
         seed_everything(cfg.train.seed)
+        if self.device.type == "cpu":
+            check_memory(f"training width {cfg.model.width} × depth {cfg.model.depth} on "
+                         f"{self.signal.n:,} points", training_bytes(cfg, self.signal.n),
+                         "set train.batch_size, lower signal.size or use a smaller model")
         self.model = build_model(cfg.model, self.signal.dim, self.signal.channels).to(self.device)
         self.technique = technique or build_technique(cfg.train.technique, cfg.train)
         self.technique.setup(self.model, self.signal)
