@@ -416,6 +416,7 @@ def test_size_guards_name_the_limit(monkeypatch):
     (["fresh", "sines:3@256", "--preset", "siren", "--sweep", "omega0_first=nan,10"], "NaN"),
     (["fresh", "sines:3@256", "--preset", "siren", "--sweep", "omega0_first=1:1000000:1"],
      "INRLAB_MAX_FRESH_CANDIDATES"),
+    (["fit", "sines:5@64", "--width", "100000000"], "INRLAB_MAX_MEMORY_GB"),
     (["bench", "step-time", "--repeats", "0"], "--repeats 0"),
     (["bench", "entk", "--points", "256", "-3"], "--points -3"),
 ])
@@ -516,3 +517,34 @@ def test_ntk_out_is_checked_before_work(tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "n")]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "n"), "--overwrite"]) == 0
+
+
+def test_repro_missing_key_and_local_workers_zero(tmp_path, capsys):
+    (tmp_path / "r.toml").write_text('experiment = "iga-sines"\n')
+    assert main(["repro", str(tmp_path / "r.toml"), "--out", str(tmp_path / "o")]) == 2
+    assert "lacks the key" in capsys.readouterr().err
+    (tmp_path / "s.toml").write_text('name = "s"\npreset = "relu"\n[axes]\nseeds = [0]\n')
+    assert main(["sweep", "run", str(tmp_path / "s.toml"), "--executor", "local", "--workers", "0",
+                 "--out", str(tmp_path / "sw")]) == 2
+    assert "--workers 0" in capsys.readouterr().err
+
+
+def test_fresh_out_refuses_to_replace_results(tmp_path, capsys):
+    base = ["fresh", "sines:3@128", "--preset", "siren", "--sweep", "omega0_first=10,20",
+            "--inits", "2", "--bins", "8", "--model.width", "8", "--out", str(tmp_path / "f")]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main(base) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_allocation_failure_is_one_line(monkeypatch, capsys):
+    import inrlab.train.trainer as trainer
+
+    def oom(*a, **k):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9e12")
+
+    monkeypatch.setattr(trainer, "run", oom)
+    assert main(["fit", "sines:3@64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("inrlab: error: out of memory") and err.count("\n") == 1

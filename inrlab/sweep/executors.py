@@ -346,6 +346,8 @@ def make_executor(kind: str, *, workers: int | None = None, devices: list[str] |
                   address: str | None = None, cpus_per_run: float = 1,
                   gpus_per_run: float | None = None, ray_timeout: float = 30) -> Any:
     """``inprocess`` | ``local`` | ``ray`` executor from CLI options."""
+    if workers is not None and workers < 1:
+        raise InrlabError(f"--workers {workers} is impossible: give at least 1")
     if kind == "inprocess":
         return InProcess()
     if kind == "local":
