@@ -17,7 +17,7 @@ from .config import (
 )
 from .errors import DivergedError, InrlabError
 from .models import INR, build_model, freeze_statistics
-from .signals import Function1D, Image, Signal, load_signal
+from .problems import Function1D, Image, Signal, load_problem
 from .train.trainer import FitResult, Trainer, fit, load_run, predict, run
 
 __version__ = "0.1.0"
@@ -25,6 +25,6 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS", "ActivationConfig", "EncodingConfig", "ModelConfig", "RunConfig", "SignalConfig",
     "TrainConfig", "preset", "DivergedError", "InrlabError", "INR", "build_model",
-    "freeze_statistics", "Function1D", "Image", "Signal", "load_signal", "FitResult", "Trainer",
+    "freeze_statistics", "Function1D", "Image", "Signal", "load_problem", "FitResult", "Trainer",
     "fit", "load_run", "predict", "run",
 ]

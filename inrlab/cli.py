@@ -60,7 +60,7 @@ def cmd_fit(args: argparse.Namespace, extra: dict[str, str]) -> int:
     def fmt(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
 
-    print(f"{cfg.preset} on {res.signal.name}: PSNR {fmt(m.get('psnr'))} dB "
+    print(f"{cfg.preset} on {res.problem.name}: PSNR {fmt(m.get('psnr'))} dB "
           f"(train {fmt(m.get('psnr_train'))}, held-out {fmt(m.get('psnr_heldout'))}), "
           f"SSIM {fmt(m.get('ssim'))}, {m.get('steps')} steps in {m.get('seconds', 0):.1f} s")
     print(f"run folder: {out}")

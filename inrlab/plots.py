@@ -11,8 +11,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .signals import Image, Signal  # noqa: E402
-
 
 def log_spectrum_2d(img: np.ndarray) -> np.ndarray:
     """Centred log10(1 + |DFT|) of the channel mean of an (H, W[, C]) image."""
@@ -20,72 +18,95 @@ def log_spectrum_2d(img: np.ndarray) -> np.ndarray:
     return np.log10(1 + np.abs(np.fft.fftshift(np.fft.fft2(g - g.mean()))))
 
 
-def summary_figure(signal: Signal, pred: np.ndarray, history: list[dict[str, Any]],
-                   path: Path) -> None:
-    """Target, prediction, error map and log-magnitude spectra side by side, plus PSNR curve."""
-    if isinstance(signal, Image):
-        y, p = signal.to_image(signal.targets), signal.to_image(pred)
-        err = np.abs(p - y).mean(-1)
-        sy, sp = log_spectrum_2d(y), log_spectrum_2d(p)
-        fig, ax = plt.subplots(1, 6, figsize=(24, 4.4))
-        show = (lambda a: a[..., 0]) if y.shape[-1] == 1 else (lambda a: a)
-        ax[0].imshow(show(y), cmap="gray", vmin=0, vmax=1)
-        ax[0].set_title("target")
-        ax[1].imshow(show(p), cmap="gray", vmin=0, vmax=1)
-        ax[1].set_title("prediction")
-        im = ax[2].imshow(err, cmap="inferno", vmin=0, vmax=max(np.percentile(err, 99.5), 1e-6))
-        ax[2].set_title("|error| (channel mean, 99.5% clip)")
-        fig.colorbar(im, ax=ax[2], fraction=0.046)
-        vmax = max(sy.max(), sp.max())
-        ax[3].imshow(sy, cmap="viridis", vmin=0, vmax=vmax)
-        ax[3].set_title("log10 |F| target")
-        ax[4].imshow(sp, cmap="viridis", vmin=0, vmax=vmax)
-        ax[4].set_title("log10 |F| prediction")
-        for a in ax[:5]:
-            a.axis("off")
-        curve = ax[5]
-    else:
-        x = signal.coords[:, 0].numpy()
-        y, p = signal.grid(signal.targets)[:, 0], signal.grid(pred)[:, 0]
-        fig, ax = plt.subplots(1, 4, figsize=(20, 4))
-        ax[0].plot(x, y, lw=1, label="target")
-        ax[0].plot(x, p, lw=1, ls="--", label="prediction")
-        ax[0].legend()
-        ax[0].set_title("signal")
-        ax[1].plot(x, p - y, lw=0.8, color="C3")
-        ax[1].set_title("error")
-        ax[2].semilogy(np.abs(np.fft.rfft(y)) + 1e-12, lw=1, label="target")
-        ax[2].semilogy(np.abs(np.fft.rfft(p)) + 1e-12, lw=1, ls="--", label="prediction")
-        ax[2].set_xlabel("rfft bin")
-        ax[2].set_title("|F| (log)")
-        ax[2].legend()
-        curve = ax[3]
+def psnr_curve(ax: Any, history: list[dict[str, Any]], keys: tuple[str, ...] = ("psnr_train",
+               "psnr_heldout")) -> None:
+    """Plot the PSNR history (train and held-out) of a run into ``ax``."""
     steps = [h["step"] for h in history]
-    for key in ("psnr_train", "psnr_heldout"):
+    for key in keys:
         vals = [h.get(key) for h in history]
         if any(v is not None for v in vals):
-            curve.plot(steps, [np.nan if v is None else v for v in vals], label=key)
-    curve.set_xlabel("step")
-    curve.set_ylabel("PSNR (dB)")
-    curve.set_title("training")
-    curve.grid(alpha=0.3)
+            ax.plot(steps, [np.nan if v is None else v for v in vals], label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title("training")
+    ax.grid(alpha=0.3)
     if steps:
-        curve.legend()
-    fig.suptitle(signal.name)
+        ax.legend()
+
+
+def show_image(ax: Any, img: np.ndarray, title: str) -> None:
+    """An (H, W, C) image in [0, 1] (gray when C = 1) without axes."""
+    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title)
+    ax.axis("off")
+
+
+def image_panels(target: np.ndarray, pred: np.ndarray, history: list[dict[str, Any]], path: Path,
+                 title: str, extra: list[tuple[str, np.ndarray]] = ()) -> None:
+    """Target | prediction | error map | log spectra of both | (extra images) | PSNR curve, for
+    (H, W, C) images in [0, 1]; ``extra`` adds (title, image) panels (baselines, measurements)."""
+    err = np.abs(pred - target).mean(-1)
+    sy, sp = log_spectrum_2d(target), log_spectrum_2d(pred)
+    n = 6 + len(extra)
+    fig, ax = plt.subplots(1, n, figsize=(4 * n, 4.4))
+    show_image(ax[0], target, "target")
+    show_image(ax[1], pred, "prediction")
+    im = ax[2].imshow(err, cmap="inferno", vmin=0, vmax=max(np.percentile(err, 99.5), 1e-6))
+    ax[2].set_title("|error| (channel mean, 99.5% clip)")
+    ax[2].axis("off")
+    fig.colorbar(im, ax=ax[2], fraction=0.046)
+    vmax = max(sy.max(), sp.max())
+    for a, s, t in ((ax[3], sy, "log10 |F| target"), (ax[4], sp, "log10 |F| prediction")):
+        a.imshow(s, cmap="viridis", vmin=0, vmax=vmax)
+        a.set_title(t)
+        a.axis("off")
+    for a, (t, img) in zip(ax[5:-1], extra, strict=True):
+        if img.ndim == 3 and img.shape[-1] in (1, 3):
+            show_image(a, img, t)
+        else:
+            a.imshow(img, cmap="viridis", aspect="auto")
+            a.set_title(t)
+            a.axis("off")
+    psnr_curve(ax[-1], history)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-def save_reconstruction(signal: Signal, pred: np.ndarray, path: Path) -> None:
-    """The prediction as a PNG: the image itself, or a plot of a 1-D signal against its target."""
-    if isinstance(signal, Image):
-        img = signal.to_image(pred)
-        plt.imsave(path, img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-        return
+def save_image(img: np.ndarray, path: Path) -> None:
+    """An (H, W, C) image in [0, 1] as a PNG (gray when C = 1)."""
+    plt.imsave(path, img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+
+
+def curve_panels(x: np.ndarray, target: np.ndarray, pred: np.ndarray,
+                 history: list[dict[str, Any]], path: Path, title: str) -> None:
+    """1-D summary: signal and prediction, error, |rfft| of both, PSNR curve; ``x``, ``target``
+    and ``pred`` are (N,)."""
+    fig, ax = plt.subplots(1, 4, figsize=(20, 4))
+    ax[0].plot(x, target, lw=1, label="target")
+    ax[0].plot(x, pred, lw=1, ls="--", label="prediction")
+    ax[0].legend()
+    ax[0].set_title("signal")
+    ax[1].plot(x, pred - target, lw=0.8, color="C3")
+    ax[1].set_title("error")
+    ax[2].semilogy(np.abs(np.fft.rfft(target)) + 1e-12, lw=1, label="target")
+    ax[2].semilogy(np.abs(np.fft.rfft(pred)) + 1e-12, lw=1, ls="--", label="prediction")
+    ax[2].set_xlabel("rfft bin")
+    ax[2].set_title("|F| (log)")
+    ax[2].legend()
+    psnr_curve(ax[3], history)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def curve_plot(x: np.ndarray, target: np.ndarray, pred: np.ndarray, path: Path) -> None:
+    """A 1-D prediction (N,) against its target as a PNG."""
     fig, ax = plt.subplots(figsize=(10, 3))
-    ax.plot(signal.coords[:, 0].numpy(), signal.grid(signal.targets)[:, 0], lw=1, label="target")
-    ax.plot(signal.coords[:, 0].numpy(), signal.grid(pred)[:, 0], lw=1, ls="--", label="prediction")
+    ax.plot(x, target, lw=1, label="target")
+    ax.plot(x, pred, lw=1, ls="--", label="prediction")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=80)

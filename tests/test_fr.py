@@ -8,7 +8,7 @@ import torch
 from inrlab.config import ModelConfig, RunConfig, preset
 from inrlab.models import build_model
 from inrlab.models.reparam import FourierLinear, fourier_basis, reparameterize
-from inrlab.signals import Function1D
+from inrlab.problems import Function1D
 from inrlab.techniques import FR
 from inrlab.train.trainer import Trainer
 

@@ -13,7 +13,7 @@ from inrlab.errors import InrlabError
 from inrlab.fresh import parse_sweep, select, spectrum_vector, wasserstein
 from inrlab.fresh.select import _build, batched_outputs
 from inrlab.models import build_model
-from inrlab.signals import Function1D
+from inrlab.problems import Function1D
 
 SMALL = {"model.width": 32}
 
@@ -174,7 +174,7 @@ def test_loop_fallback_when_vmap_cannot_trace():
 
 
 def test_select_on_a_3d_volume():
-    from inrlab.signals import Signal
+    from inrlab.problems import Signal
 
     n = 16
     ax = torch.linspace(-1, 1, n)

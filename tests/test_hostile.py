@@ -23,7 +23,7 @@ from inrlab import Image, InrlabError, Trainer, load_run, preset
 from inrlab.cli import main
 from inrlab.config import RunConfig, SignalConfig, coerce, from_dict, set_field
 from inrlab.errors import RunInterrupted
-from inrlab.signals import load_signal
+from inrlab.problems import load_problem as load_signal
 from inrlab.train.trainer import LOCK_NAME, run
 from inrlab.utils import FolderLock, atomic_torch_save
 

@@ -11,7 +11,7 @@ from inrlab import Image
 from inrlab.config import ModelConfig, RunConfig, TrainConfig
 from inrlab.errors import InrlabError
 from inrlab.models import build_model
-from inrlab.signals import Function1D
+from inrlab.problems import Batch, Function1D
 from inrlab.techniques import IGA, build_technique
 from inrlab.techniques.iga import balance, centre_slot, check_groups, grid_groups
 from inrlab.train.trainer import Trainer
@@ -165,7 +165,7 @@ def test_loss_gradient_equals_adjusted_update(rep, variant):
     idx = sig.train_idx
     x, y = sig.coords[idx].double(), sig.targets[idx].double()
     pred = model(x)
-    loss = tech.loss(model, x, y, pred, idx, 0)
+    loss = tech.loss(model, Batch(idx, x, y), pred, 0)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     got = torch.cat([g.reshape(-1) for g in grads])
 
@@ -209,7 +209,7 @@ def test_eigh_failure_falls_back_to_mse_gradient():
     x, y = sig.coords[idx].double(), sig.targets[idx].double()
     pred = model(x)
     with pytest.warns(RuntimeWarning, match="plain gradient"):
-        loss = tech.loss(model, x, y, pred, idx, 0)
+        loss = tech.loss(model, Batch(idx, x, y), pred, 0)
     g_iga = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
     g_mse = torch.autograd.grad(torch.mean((pred - y) ** 2), list(model.parameters()))
     for a, b in zip(g_iga, g_mse, strict=True):
@@ -241,7 +241,7 @@ def test_recompute_every_k_steps():
     idx = sig.train_idx
     x, y = sig.coords[idx].double(), sig.targets[idx].double()
     for step in range(7):
-        tech.loss(model, x, y, model(x), idx, step)
+        tech.loss(model, Batch(idx, x, y), model(x), step)
     assert len(calls) == 3  # steps 0, 3, 6
 
 
@@ -255,7 +255,7 @@ def test_minibatch_of_whole_groups_trains():
     cfg.signal.name = "sines:1,3"
     tech = IGA(cfg.train, kernel_fn=oracle_kernel)
     tr = Trainer(cfg, sig, progress=False, technique=tech)
-    idx = tech.sample_batch(sig.train_idx, 64, torch.Generator().manual_seed(0))
+    idx = tech.sample_batch(sig, 64, torch.Generator().manual_seed(0))
     assert len(idx) == 64 and len(torch.unique(idx // 8)) == 8  # 8 whole groups
     before = torch.mean((tr.model(sig.coords) - sig.targets) ** 2).item()
     res = tr.train()
@@ -295,10 +295,10 @@ def test_package_kernel_matches_oracle_in_iga():
     idx = sig.train_idx
     x, y = sig.coords[idx].double(), sig.targets[idx].double()
     pred = model(x)
-    g_pkg = torch.autograd.grad(tech.loss(model, x, y, pred, idx, 0), list(model.parameters()),
+    g_pkg = torch.autograd.grad(tech.loss(model, Batch(idx, x, y), pred, 0), list(model.parameters()),
                                 retain_graph=True)
     tech.kernel_fn, tech._balance_groups = oracle_kernel, None
-    g_ref = torch.autograd.grad(tech.loss(model, x, y, pred, idx, 0), list(model.parameters()))
+    g_ref = torch.autograd.grad(tech.loss(model, Batch(idx, x, y), pred, 0), list(model.parameters()))
     for a, b in zip(g_pkg, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
 

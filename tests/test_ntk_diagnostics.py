@@ -10,7 +10,7 @@ from inrlab import Image
 from inrlab.errors import InrlabError
 from inrlab.ntk import eigh, kernel
 from inrlab.ntk.points import sample_points
-from inrlab.signals import Function1D
+from inrlab.problems import Function1D
 from inrlab.train.trainer import fit
 
 

@@ -3,12 +3,12 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
-from inrlab import Function1D, Image, InrlabError, SignalConfig, load_signal
+from inrlab import Function1D, Image, InrlabError, SignalConfig, load_problem
 
 
 def test_embedded_image(small_image):
     s = small_image
-    assert s.grid_shape == (32, 32) and s.channels == 3
+    assert s.grid_shape == (32, 32) and s.out_dim == 3
     assert s.coords.shape == (1024, 2) and s.coords.min() == -1 and s.coords.max() == 1
     assert s.targets.min() >= -1 and s.targets.max() <= 1
     assert len(s.heldout_idx) == round(0.1 * 1024)
@@ -19,7 +19,7 @@ def test_image_from_file_gray_and_resize(tmp_path):
     arr = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
     PILImage.fromarray(arr).save(tmp_path / "x.png")
     s = Image(str(tmp_path / "x.png"), gray=True, size=15)
-    assert s.grid_shape == (10, 15) and s.channels == 1
+    assert s.grid_shape == (10, 15) and s.out_dim == 1
     s = Image(str(tmp_path / "x.png"), heldout=0.0)
     np.testing.assert_allclose(s.to_image(s.targets), arr / 255, atol=1e-6)
 
@@ -30,7 +30,7 @@ def test_scores_perfect_prediction(small_image):
 
 
 def test_sines_signal():
-    s = load_signal(SignalConfig(name="sines:5,10@512"))
+    s = load_problem(SignalConfig(name="sines:5,10@512"))
     assert isinstance(s, Function1D) and s.n == 512 and len(s.heldout_idx) == 0
     spec = np.abs(np.fft.rfft(s.targets[:, 0].numpy()))
     assert set(np.argsort(spec)[-2:]) == {10, 20}
@@ -47,7 +47,7 @@ def test_sines_signal():
 ])
 def test_bad_signals(name, msg):
     with pytest.raises(InrlabError, match=msg):
-        load_signal(SignalConfig(name=name))
+        load_problem(SignalConfig(name=name))
 
 
 def test_unreadable_image(tmp_path):
@@ -63,7 +63,7 @@ def test_nan_function_rejected():
 
 def test_kodak_names_resolve_through_the_data_folder(kodak):
     s = Image("kodak:kodim03", size=48)
-    assert s.name == "kodim03" and s.grid_shape == (32, 48) and s.channels == 3
+    assert s.name == "kodim03" and s.grid_shape == (32, 48) and s.out_dim == 3
 
 
 def test_kodak_name_without_data_folder(monkeypatch, tmp_path):

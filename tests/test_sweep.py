@@ -41,19 +41,19 @@ import errno, os, signal
 from inrlab.techniques import TECHNIQUES, Technique
 
 class Boom(Technique):
-    def loss(self, model, x, y, pred, idx, step):
+    def loss(self, model, batch, pred, step):
         if step == 2:
             raise RuntimeError("boom at step 2")
-        return super().loss(model, x, y, pred, idx, step)
+        return super().loss(model, batch, pred, step)
 
 class Suicide(Technique):
-    def loss(self, model, x, y, pred, idx, step):
+    def loss(self, model, batch, pred, step):
         if step == 2:
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().loss(model, x, y, pred, idx, step)
+        return super().loss(model, batch, pred, step)
 
 class DiskFull(Technique):
-    def setup(self, model, sig):
+    def setup(self, model, problem):
         raise OSError(errno.ENOSPC, "No space left on device")
 
 TECHNIQUES.update(boom=Boom, suicide=Suicide, diskfull=DiskFull)

@@ -46,10 +46,10 @@ class _CtrlCAt(Technique):
     def __init__(self, at):
         self.at = at
 
-    def loss(self, model, x, y, pred, idx, step):
+    def loss(self, model, batch, pred, step):
         if step == self.at:
             raise KeyboardInterrupt
-        return super().loss(model, x, y, pred, idx, step)
+        return super().loss(model, batch, pred, step)
 
 
 @pytest.mark.parametrize("batch", [None, 200])

@@ -20,7 +20,7 @@ import torch
 
 from ..config import PRESETS, preset, set_field
 from ..fresh.select import _build, batched_outputs, select
-from ..signals import Image
+from ..problems import Image
 from ..train.trainer import Trainer
 from ..utils import resolve_device
 from .common import print_table, sync, time_call, write_results

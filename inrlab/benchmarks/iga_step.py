@@ -18,7 +18,7 @@ from ..config import preset
 from ..errors import InrlabError
 from ..models import build_model
 from ..ntk import kernel
-from ..signals import Image
+from ..problems import Image
 from ..techniques import IGA
 from ..utils import resolve_device, seed_everything
 from .common import print_table, time_call, write_results
@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def bench_preset(name: str, sig: Image, dev: torch.device, args: argparse.Namespace) -> dict:
     """Timings of one preset: plain step, IGA step (structured / Jacobian eNTK), kernel, eigh."""
-    x, y, idx = sig.coords.to(dev), sig.targets.to(dev), sig.train_idx.to(dev)
+    batch = sig.full_batch().to(dev)
+    x, y = batch.x, batch.y
     cfg = preset(name)
     cfg.train.iga.group, cfg.train.iga.end = args.side, END[name]
     seed_everything(0)
@@ -53,7 +54,7 @@ def bench_preset(name: str, sig: Image, dev: torch.device, args: argparse.Namesp
 
     def step(tech: IGA | None) -> None:
         pred = model(x)
-        loss = torch.mean((pred - y) ** 2) if tech is None else tech.loss(model, x, y, pred, idx, 0)
+        loss = torch.mean((pred - y) ** 2) if tech is None else tech.loss(model, batch, pred, 0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

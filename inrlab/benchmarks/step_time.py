@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from ..config import PRESETS, preset
 from ..models import build_model
-from ..signals import Image
+from ..problems import Image
 from ..utils import resolve_device, seed_everything
 from .common import print_table, time_call, write_results
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import preset, set_field
 from ..data import data_dir
 from ..errors import InrlabError
-from ..signals import Image
+from ..problems import Image
 from ..train.metrics import ms_ssim, psnr, ssim
 from ..train.trainer import run
 
@@ -62,7 +62,7 @@ def run_kodak(spec: dict[str, Any], out: Path, progress: bool = False) -> dict[s
                              **spec.get("runs", {}).get(arch, {}).get(tech, {})}
                 for k, v in overrides.items():
                     set_field(cfg, k, v)
-                res = run(cfg, out / f"{image}-{arch}-{tech}", signal=sig, resume=True,
+                res = run(cfg, out / f"{image}-{arch}-{tech}", problem=sig, resume=True,
                           progress=progress)
                 scores = subset_scores(sig, res.predict().numpy())
                 row = {"image": image, "arch": arch, "technique": tech,

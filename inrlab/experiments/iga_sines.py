@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..config import preset, set_field  # noqa: E402
-from ..signals import Function1D  # noqa: E402
+from ..problems import Function1D  # noqa: E402
 from ..train.trainer import run  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def run_sines(spec: dict[str, Any], out: Path, progress: bool = False) -> dict[s
             for k, v in over.items():
                 set_field(cfg, k, v)
             name = label.replace(" ", "_").replace("=", "")
-            res = run(cfg, out / f"{arch}-{name}", signal=sig, resume=True, progress=progress)
+            res = run(cfg, out / f"{arch}-{name}", problem=sig, resume=True, progress=progress)
             curves[label] = {"step": [h["step"] for h in res.history],
                              "band_error": [h["band_error"] for h in res.history],
                              "seconds": res.metrics.get("seconds")}

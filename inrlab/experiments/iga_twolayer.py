@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from ..ntk import kernel  # noqa: E402
-from ..signals import Function1D  # noqa: E402
+from ..problems import Function1D  # noqa: E402
 from ..techniques.iga import balance, grid_groups  # noqa: E402
 
 

@@ -37,7 +37,7 @@ from ..config import RunConfig, field_type, get_field, preset, set_field
 from ..errors import InrlabError
 from ..limits import check_memory, max_fresh_candidates
 from ..models import batch_coupled, build_model
-from ..signals import Signal, load_signal
+from ..problems import Problem, load_problem
 from ..utils import resolve_device, write_json
 from .spectrum import BINNINGS, check_bins, grid_side, spectrum_vectors, wasserstein
 
@@ -220,11 +220,11 @@ def candidate_configs(cfg: RunConfig, path: str, values: Sequence[float]) -> lis
 # ---------------------------------------------------------------------------- batched outputs
 
 
-def _build(cfg: RunConfig, signal: Signal, inits: int, seed: int) -> list[torch.nn.Module]:
+def _build(cfg: RunConfig, problem: Problem, inits: int, seed: int) -> list[torch.nn.Module]:
     models = []
     for r in range(inits):
         torch.manual_seed(seed + r)
-        models.append(build_model(cfg.model, signal.dim, signal.channels).eval())
+        models.append(build_model(cfg.model, problem.in_dim, problem.out_dim).eval())
     return models
 
 
@@ -288,14 +288,17 @@ def _constant(out: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- selection
 
 
-def select(signal: Signal | str, cfg: RunConfig | str, field: str, values: Sequence[float], *,
+def select(signal: Problem | str, cfg: RunConfig | str, field: str, values: Sequence[float], *,
            inits: int = 10, bins: int = 64, binning: str = "diagonal", seed: int = 0,
            device: str = "auto", grid_init_scale: float | None = GRID_SCORING_INIT,
            chunk: int | None = None) -> FreshResult:
-    """Score every candidate value of ``field`` for ``signal`` and return the ranking.
+    """Score every candidate value of ``field`` for ``signal`` and return the ranking. The
+    spectra compared are those of the problem's reference grid (``Problem.reference``: the image
+    itself, FBP for CT …) and of the untrained models' outputs there
+    (``Problem.reference_outputs``).
 
     Args:
-        signal: a :class:`Signal`, or an image path / embedded name / 1-D spec.
+        signal: a :class:`Problem`, or a problem name (image path / embedded name / 1-D spec …).
         cfg: a :class:`RunConfig` or a preset name; only its ``model`` section matters.
         field: dotted path of a numeric model field (``model.encoding.sigma``, …).
         values: the candidates, scored in this order (ties go to the earlier one).
@@ -314,15 +317,17 @@ def select(signal: Signal | str, cfg: RunConfig | str, field: str, values: Seque
     cfg = preset(cfg) if isinstance(cfg, str) else copy.deepcopy(cfg)
     if isinstance(signal, str):
         cfg.signal.name = signal
-        signal = load_signal(cfg.signal)
+        signal = load_problem(cfg.signal)
     if binning not in BINNINGS:
         raise InrlabError(f"unknown binning {binning!r}: choose one of {', '.join(BINNINGS)}")
     if inits < 1:
         raise InrlabError(f"--inits {inits} is impossible: use at least 1 initialisation")
     check_field(cfg, field)
-    check_bins(grid_side(signal.grid_shape), bins)
-    check_memory(f"FreSh with {inits} initialisations on {signal.n:,} points",
-                 inits * signal.n * signal.channels * 4 * 3, "use fewer --inits or a smaller signal")
+    ref = signal.reference()
+    check_bins(grid_side(ref.shape), bins)
+    n_points = math.prod(ref.shape[:-1])
+    check_memory(f"FreSh with {inits} initialisations on {n_points:,} points",
+                 inits * n_points * ref.shape[-1] * 4 * 3, "use fewer --inits or a smaller signal")
     if (grid_init_scale is not None and cfg.model.encoding.kind in ("hash", "multigrid")
             and field != "model.encoding.init_scale"):
         cfg.model.encoding.init_scale = grid_init_scale
@@ -330,14 +335,22 @@ def select(signal: Signal | str, cfg: RunConfig | str, field: str, values: Seque
     configs = candidate_configs(cfg, field, list(values))
     values = [get_field(c, field) for c in configs]
     dev = resolve_device(device)
-    x = signal.coords.to(dev)
-    shape = (*signal.grid_shape, signal.channels)
-    target = spectrum_vectors(signal.targets.reshape(1, *shape).to(dev), bins, binning)
+    shape = (*ref.shape, ref.values.shape[1])
+    target = spectrum_vectors(ref.values.reshape(1, *shape).to(dev), bins, binning)
     t0 = time.perf_counter()
     dists, spectra, vmapped = [], [], True
     for v, c in zip(values, configs, strict=True):
-        out, ok = batched_outputs(_build(c, signal, inits, seed), x, chunk)
-        vmapped &= ok
+        models = _build(c, signal, inits, seed)
+        flags = []
+
+        def outputs(x: torch.Tensor, models: list[torch.nn.Module] = models,
+                    flags: list[bool] = flags) -> torch.Tensor:
+            out, ok = batched_outputs(models, x, chunk)
+            flags.append(ok)
+            return out
+
+        out = signal.reference_outputs(outputs, dev)
+        vmapped &= all(flags)
         if bool(_constant(out).any()):
             raise InrlabError(f"with {field}={v:g} the untrained model's output is constant (zero "
                               f"spectrum), so FreSh cannot score it: drop that value from the sweep"
@@ -356,7 +369,7 @@ def select(signal: Signal | str, cfg: RunConfig | str, field: str, values: Seque
                        meta={"device": str(dev), "seed": seed})
 
 
-def select_and_fit(signal: Signal | str, cfg: RunConfig | str, field: str, values: Sequence[float],
+def select_and_fit(signal: Problem | str, cfg: RunConfig | str, field: str, values: Sequence[float],
                    *, out: str | Path | None = None, steps: int | None = None,
                    overrides: dict[str, Any] | None = None, progress: bool = True,
                    **select_kwargs: Any) -> tuple[FreshResult, Any]:
@@ -374,14 +387,14 @@ def select_and_fit(signal: Signal | str, cfg: RunConfig | str, field: str, value
     sig = signal
     if isinstance(signal, str):
         cfg.signal.name = signal
-        sig = load_signal(cfg.signal)
+        sig = load_problem(cfg.signal)
     elif signal.config is not None:
         cfg.signal = copy.deepcopy(signal.config)
     res = select(sig, cfg, field, values, **select_kwargs)
     set_field(cfg, field, res.best)
     if steps is not None:
         cfg.train.steps = steps
-    fit = run(cfg, out, signal=sig, progress=progress)
+    fit = run(cfg, out, problem=sig, progress=progress)
     if out is not None:
         res.save(out)
     return res, fit

@@ -31,8 +31,8 @@ from ..benchmarks.common import machine, print_table
 from ..config import get_field, load_toml, preset, set_field
 from ..data import data_dir
 from ..errors import InrlabError
-from ..signals import load_signal
-from ..signals.image import EMBEDDED
+from ..problems import load_problem
+from ..problems.image import EMBEDDED
 from ..train.trainer import run
 from ..utils import write_json
 from .select import parse_sweep, select
@@ -76,7 +76,7 @@ def validate_one(image: str, exp: dict[str, Any], tier: dict[str, Any], device: 
         set_field(cfg, k, v)
     cfg.train.eval_every = cfg.train.steps  # one evaluation at the end: timing ≈ pure training
     cfg.validate()
-    signal = load_signal(cfg.signal)
+    signal = load_problem(cfg.signal)
     path, values = parse_sweep(exp["sweep"], cfg)
     default = exp.get("default", get_field(cfg, path))
     res = select(signal, cfg, path, values, inits=tier.get("inits", 10),
@@ -88,7 +88,7 @@ def validate_one(image: str, exp: dict[str, Any], tier: dict[str, Any], device: 
     for v in todo:
         c = copy.deepcopy(cfg)
         set_field(c, path, v)
-        m = run(c, None, signal=signal, progress=False).metrics
+        m = run(c, None, problem=signal, progress=False).metrics
         psnr[v], secs[v] = float(m["psnr"]), float(m["seconds"])
         log(f"    {path}={v}: PSNR {psnr[v]:.2f} dB ({secs[v]:.1f} s)")
     grid = np.array([psnr[v] for v in values])

@@ -2,5 +2,6 @@
 
 from .mlp import INR, build_model
 from .norms import batch_coupled, freeze_statistics, set_norm_stats
+from .predict import predict
 
-__all__ = ["INR", "build_model", "batch_coupled", "freeze_statistics", "set_norm_stats"]
+__all__ = ["INR", "build_model", "batch_coupled", "freeze_statistics", "set_norm_stats", "predict"]

@@ -10,7 +10,7 @@ from ..cli_config import build_config
 from ..config import PRESETS
 from ..errors import InrlabError
 from ..limits import check_memory
-from ..signals import load_signal
+from ..problems import load_problem
 from ..utils import prepare_output_folder
 from .kernel import METHODS
 from .points import SAMPLINGS, sample_points
@@ -22,7 +22,7 @@ def ntk_parser(sub: Any) -> None:
         description="Compute the empirical NTK of a preset (and --compare others) on N points of "
         "SIGNAL, write spectrum.json (eigenvalues, lambda_min, lambda_max, condition, mean, "
         "variance per model) and plots. Config fields (--model.width 64 …) apply to every model.")
-    p.add_argument("signal", help="image path, embedded name or 1-D spec (sines:5,10)")
+    p.add_argument("signal", help="problem: image path, embedded name, sines:5,10, ct:…, mri:…")
     p.add_argument("--preset", choices=sorted(PRESETS), required=True)
     p.add_argument("--compare", nargs="+", default=[], choices=sorted(PRESETS), metavar="PRESET",
                    help="more presets on the same points")
@@ -48,7 +48,7 @@ def cmd_ntk(args: argparse.Namespace, extra: dict[str, str]) -> int:
 
     names = [args.preset] + [c for c in args.compare if c != args.preset]
     cfgs = {n: build_config(args.signal, n, None, extra) for n in names}
-    signal = load_signal(cfgs[args.preset].signal)
+    signal = load_problem(cfgs[args.preset].signal)
     if args.steps < 0:
         raise InrlabError(f"--steps {args.steps} is negative: give 0 (initialization) or more")
     out = Path(args.out or f"ntk/{Path(signal.name).stem.replace(':', '_')}")
@@ -56,11 +56,11 @@ def cmd_ntk(args: argparse.Namespace, extra: dict[str, str]) -> int:
                  "use fewer --points")
     prepare_output_folder(out, "spectrum.json", "ntk", args.overwrite)
     idx, grid_shape = sample_points(signal, args.points, args.sampling, args.seed)
-    x = signal.coords[idx]
     results = {}
     for name, cfg in cfgs.items():
         model, metrics = model_for(cfg, signal, args.steps)
-        results[name] = {"preset": name, **model_spectrum(model, x, grid_shape, args.method),
+        results[name] = {"preset": name, **model_spectrum(model, (signal, idx), grid_shape,
+                                                                args.method),
                          **({"train_metrics": metrics} if metrics else {})}
     meta = {"signal": signal.name, "points": len(idx), "sampling": args.sampling,
             "grid_shape": grid_shape, "seed": args.seed, "steps": args.steps,

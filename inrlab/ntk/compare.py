@@ -1,4 +1,4 @@
-"""Spectra of several models on the same points of one signal: what ``inrlab ntk`` and the
+"""Spectra of several models on the same points of one problem: what ``inrlab ntk`` and the
 reproduction driver compute and write (``spectrum.json`` and the comparison plots)."""
 
 from __future__ import annotations
@@ -13,33 +13,37 @@ from torch import nn
 
 from ..config import RunConfig
 from ..models import build_model
-from ..signals import Signal
+from ..problems import Problem
 from ..train.trainer import run
 from ..utils import resolve_device, seed_everything, write_json
 from .kernel import kernel, resolve_method
 from .spectrum import eigenvector_frequencies, eigh, summary
 
 
-def model_for(cfg: RunConfig, signal: Signal, steps: int = 0) -> tuple[nn.Module, dict[str, Any]]:
+def model_for(cfg: RunConfig, problem: Problem, steps: int = 0) -> tuple[nn.Module, dict[str, Any]]:
     """The model of ``cfg`` at initialization (``steps=0``, seeded with ``train.seed``) or after
-    ``steps`` training steps on ``signal``; and the training metrics ({} at initialization)."""
+    ``steps`` training steps on ``problem``; and the training metrics ({} at initialization)."""
     if steps <= 0:
         seed_everything(cfg.train.seed)
         dev = resolve_device(cfg.train.device)
-        return build_model(cfg.model, signal.dim, signal.channels).to(dev), {}
+        return build_model(cfg.model, problem.in_dim, problem.out_dim).to(dev), {}
     cfg.train.steps = steps
-    res = run(cfg, None, signal=signal, progress=False)
+    res = run(cfg, None, problem=problem, progress=False)
     return res.model, res.metrics
 
 
-def model_spectrum(model: nn.Module, x: torch.Tensor, grid_shape: tuple[int, ...] | None = None,
-                   method: str = "auto", n_vectors: int = 8,
-                   transform=None) -> dict[str, Any]:
-    """Summary of the eNTK spectrum of ``model`` on ``x`` (N, d), the route and seconds taken,
-    and with ``grid_shape`` the frequency content of the ``n_vectors`` leading eigenvectors.
-    ``transform(K) -> K`` edits the kernel before its eigen-decomposition (ablations)."""
+def model_spectrum(model: nn.Module, x: torch.Tensor | tuple[Problem, torch.Tensor],
+                   grid_shape: tuple[int, ...] | None = None, method: str = "auto",
+                   n_vectors: int = 8, transform=None) -> dict[str, Any]:
+    """Summary of the eNTK spectrum of ``model`` on points ``x`` (N, d), or on the measurements
+    of a problem (``x = (problem, idx)``: the measurement-space kernel), the route and seconds
+    taken, and with ``grid_shape`` the frequency content of the ``n_vectors`` leading
+    eigenvectors. ``transform(K) -> K`` edits the kernel before its eigen-decomposition."""
     t = time.perf_counter()
-    k = kernel(model, x.to(next(model.parameters()).device), method)
+    if isinstance(x, tuple):
+        k = x[0].kernel(model, x[1], method=method)
+    else:
+        k = kernel(model, x.to(next(model.parameters()).device), method)
     if transform is not None:
         k = transform(k)
     out: dict[str, Any] = {"method": resolve_method(model, method)}

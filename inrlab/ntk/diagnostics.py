@@ -13,34 +13,35 @@ steps (and at step 0); ``train.ntk_steps = [0, 500, 1000]`` records the eNTK spe
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from ..signals import Signal
+from ..models import predict
+from ..problems import GridData, Problem
 from ..train.metrics import band_error_1d, band_error_2d
 from ..utils import to_jsonable
-from .kernel import kernel, resolve_method
+from .kernel import resolve_method
 from .points import sample_points
 from .spectrum import eigh, summary
 
 N_BANDS = 8
 
 
-def band_errors(signal: Signal, pred: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Band labels and relative errors Δ_k of a full-grid prediction (N, C).
+def band_errors(ref: GridData, pred: np.ndarray,
+                bins: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+    """Band labels and relative errors Δ_k of a prediction (N, C) on the reference grid ``ref``.
 
-    2-D grids: ``N_BANDS`` radial rings (``band_error_2d``); 1-D signals with ``band_bins`` (the
-    IGA sines): those rfft bins; other 1-D signals: ``N_BANDS`` equal-width rfft bin ranges.
+    2-D grids: ``N_BANDS`` radial rings (``band_error_2d``); 1-D with ``bins`` (the IGA sines'
+    ``band_bins``): those rfft bins; other 1-D grids: ``N_BANDS`` equal-width rfft bin ranges.
     """
-    y, p = signal.grid(signal.targets), signal.grid(pred)
+    y = ref.values.detach().cpu().numpy().astype(np.float64).reshape(*ref.shape, -1)
+    p = np.asarray(pred, np.float64).reshape(*ref.shape, -1)
     if y.ndim == 3:
         return [f"ring {k}" for k in range(N_BANDS)], band_error_2d(p, y, N_BANDS)
-    bins = np.asarray(getattr(signal, "band_bins", ()), dtype=int)
+    bins = np.asarray(bins if bins is not None else (), dtype=int)
     if len(bins):
         return [f"bin {b}" for b in bins], band_error_1d(p, y, bins)
     fy = np.fft.rfft(y, axis=0)
@@ -54,30 +55,32 @@ def band_errors(signal: Signal, pred: np.ndarray) -> tuple[list[str], np.ndarray
 class Diagnostics:
     """Records band errors and eNTK spectra of one training run into ``out / "diagnostics"``."""
 
-    def __init__(self, signal: Signal, every: int, ntk_steps: list[int], ntk_points: int,
+    def __init__(self, problem: Problem, every: int, ntk_steps: list[int], ntk_points: int,
                  seed: int, out: Path | None):
-        self.signal, self.every, self.ntk_steps = signal, every, set(ntk_steps)
+        self.problem, self.every, self.ntk_steps = problem, every, set(ntk_steps)
         self.dir = out / "diagnostics" if out is not None else None
         self.bands: list[dict[str, Any]] = []
         self.spectra: list[dict[str, Any]] = []
-        self.points = None
+        self.idx = None  # measurements the eNTK is computed on
         if self.ntk_steps:
-            n = min(ntk_points, len(signal.train_idx))
-            idx, _ = sample_points(signal, n, "random", seed, pool=signal.train_idx)
-            self.points = signal.coords[idx]
+            n = min(ntk_points, problem.n_train)
+            self.idx, _ = sample_points(problem, n, "random", seed, pool=problem.train_idx)
 
     def due(self, step: int) -> bool:
         return (self.every > 0 and step % self.every == 0) or step in self.ntk_steps
 
-    def record(self, model: nn.Module, step: int, predict: Callable[[], torch.Tensor]) -> None:
-        """Record what is due at ``step``; ``predict()`` gives the full-grid prediction (N, C)."""
+    def record(self, model: nn.Module, step: int) -> None:
+        """Record what is due at ``step``: band errors of the field on the problem's reference
+        grid, the measurement-space eNTK spectrum."""
         if self.every > 0 and step % self.every == 0:
-            labels, err = band_errors(self.signal, predict().float().cpu().numpy())
+            ref = self.problem.reference()
+            pred = predict(model, ref.coords.to(next(model.parameters()).device))
+            labels, err = band_errors(ref, pred.float().cpu().numpy(),
+                                      self.problem.band_bins)
             self._write("band_error", {"step": step, "bands": labels, "error": err}, self.bands)
-        if step in self.ntk_steps and self.points is not None:
-            x = self.points.to(next(model.parameters()).device)
-            lam = eigh(kernel(model, x))
-            rec = {"step": step, "method": resolve_method(model, "auto"), "points": len(x),
+        if step in self.ntk_steps and self.idx is not None:
+            lam = eigh(self.problem.kernel(model, self.idx))
+            rec = {"step": step, "method": resolve_method(model, "auto"), "points": len(self.idx),
                    **summary(lam)}
             self._write("ntk", rec, self.spectra)
 
@@ -96,7 +99,7 @@ class Diagnostics:
             return
         bands = _read(self.dir / "band_error.jsonl")
         if bands:
-            band_error_heatmap(bands, self.dir / "band_error.png", title=self.signal.name)
+            band_error_heatmap(bands, self.dir / "band_error.png", title=self.problem.name)
         spectra = _read(self.dir / "ntk.jsonl")
         if spectra:
             curves = {f"step {r['step']}": np.asarray(r["eigenvalues"], float) for r in spectra}

@@ -19,15 +19,17 @@ from __future__ import annotations
 import copy
 import math
 import os
+from typing import Any
 
 import torch
 from torch import nn
+from torch.func import functional_call, jacrev
 
 from ..errors import InrlabError
 from ..models import batch_coupled
 from ..models.encodings import Grid
 from ..models.norms import CoordNorm
-from .jacobian import jacobian_blocks, kernel_vector_product
+from .jacobian import jacobian_blocks, kernel_vector_product, trainable
 from .structured import structured_blocks, unsupported_layer
 
 METHODS = ("auto", "structured", "jacobian")
@@ -183,3 +185,33 @@ def kernel_matvec(model: nn.Module, x: torch.Tensor, dtype: torch.dtype = torch.
             return kernel_vector_product(m, xx, dirs, v[None])[0].detach()
 
     return matvec
+
+
+def measurement_kernel(model: nn.Module, problem: Any, idx: torch.Tensor,
+                       dtype: torch.dtype = torch.float64,
+                       outputs: str | int = "surrogate") -> torch.Tensor:
+    """The measurement-space eNTK K_m = J_m J_mᵀ of ``problem`` on its measurements ``idx``
+    (n,), J_m = ∂m̂/∂θ of the problem's operator applied to the field: (n, n), or (C·n, C·n) for
+    ``outputs="full"`` (output-major, as :func:`kernel`). Exact for any differentiable operator:
+    the Jacobian of A∘f by reverse mode over the batch, in chunks of output directions."""
+    if len(idx) == 0:
+        raise InrlabError("the measurement eNTK needs at least one measurement")
+    m = float_copy(model, dtype)
+    dev = next(m.parameters()).device
+    batch = problem.batch(torch.as_tensor(idx).cpu()).to(dev)
+    x = batch.x.to(dtype)
+    with torch.no_grad():
+        channels = problem.forward(m(x), batch).shape[1]
+    dirs = output_directions(outputs, channels, dtype, dev)
+    _check_memory(dirs.shape[0] * len(idx), dtype, dev)
+    params = trainable(m)
+
+    def f(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        return problem.forward(functional_call(m, p, (x,)), batch).to(dtype) @ dirs.T  # (n, M)
+
+    n_params = sum(p.numel() for p in params.values())
+    chunk = max(1, 2**28 // (8 * (n_params + x.numel() * 64)))
+    jac = jacrev(f, chunk_size=chunk)(params)
+    mm, n = dirs.shape[0], len(idx)
+    j = torch.cat([jac[k].reshape(n, mm, -1) for k in params], dim=2).detach()  # (n, M, P)
+    return _assemble(torch.einsum("iap,jbp->abij", j, j), outputs)

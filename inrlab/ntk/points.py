@@ -1,4 +1,5 @@
-"""Which coordinates an eNTK is computed on: a seeded random or a regular subsample of a signal."""
+"""Which measurements an eNTK is computed on: a seeded random or a regular subsample of a
+problem's measurement grid (for direct fitting: grid points)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ import numpy as np
 import torch
 
 from ..errors import InrlabError
-from ..signals import Signal
+from ..problems import Problem
 
 SAMPLINGS = ("random", "regular")
 
 
-def sample_points(signal: Signal, n: int, how: str = "random", seed: int = 0,
+def sample_points(problem: Problem, n: int, how: str = "random", seed: int = 0,
                   pool: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, ...] | None]:
-    """Indices (n',) into ``signal.coords`` and, for ``how="regular"``, the shape of the regular
-    sub-grid they form (row-major, so eigenvector frequencies can be read); None for random.
+    """Measurement indices (n',) of ``problem`` (for direct fitting: grid points) and, for
+    ``how="regular"``, the shape of the regular sub-grid they form (row-major, so eigenvector
+    frequencies can be read); None for random.
 
     ``random``: n distinct points drawn with ``seed`` from ``pool`` (default: every point), sorted.
     ``regular``: evenly spaced rows/columns of the grid; in 2-D an h × w sub-grid with the grid's
@@ -24,15 +26,15 @@ def sample_points(signal: Signal, n: int, how: str = "random", seed: int = 0,
     """
     if how not in SAMPLINGS:
         raise InrlabError(f"unknown point sampling {how!r}: choose one of {', '.join(SAMPLINGS)}")
-    total = signal.n if pool is None else len(pool)
+    total = problem.n_measurements if pool is None else len(pool)
     if not 1 <= n <= total:
-        raise InrlabError(f"cannot take {n} eNTK points from a signal with {total} points: choose "
+        raise InrlabError(f"cannot take {n} eNTK points from a problem with {total} points: choose "
                           f"--points between 1 and {total}")
     if how == "random":
         g = torch.Generator().manual_seed(seed)
         pick = torch.randperm(total, generator=g)[:n].sort().values
         return (pick if pool is None else pool[pick]), None
-    shape = signal.grid_shape
+    shape = problem.measurement_shape
     if len(shape) == 1:
         return torch.from_numpy(np.linspace(0, shape[0] - 1, n).round().astype(np.int64)), (n,)
     if len(shape) != 2:

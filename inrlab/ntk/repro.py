@@ -25,7 +25,7 @@ from torch import nn
 from ..config import load_toml, preset, set_field
 from ..data import data_dir
 from ..errors import InrlabError
-from ..signals import Image, Signal
+from ..problems import Image, Signal
 from ..train.trainer import Trainer
 from ..utils import write_json
 from .compare import model_spectrum
@@ -50,7 +50,7 @@ class SpectrumRecorder:
     def due(self, step: int) -> bool:
         return step in self.at
 
-    def record(self, model: nn.Module, step: int, predict: Any) -> None:
+    def record(self, model: nn.Module, step: int) -> None:
         self.spectra[f"step {step}"] = model_spectrum(model, self.x, self.grid_shape)
         if self.no_grid:
             frozen = float_copy(model)

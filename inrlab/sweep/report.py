@@ -115,15 +115,16 @@ def _curves(folder: Path, table: Table, groups: dict[Any, list[dict[str, Any]]],
 
 
 def _target(run: dict[str, Any]) -> np.ndarray | None:
-    """The run's target image (H, W, C) in [0, 1], or None for signals that are not images."""
+    """The run's target image (H, W, C) in [0, 1], or None for problems without one."""
     from ..config import SignalConfig, from_dict
-    from ..signals import Image, load_signal
+    from ..problems import load_problem
 
     try:
-        sig = load_signal(from_dict(SignalConfig, run["config"]["signal"]))
+        sig = load_problem(from_dict(SignalConfig, run["config"]["signal"]))
     except Exception:  # noqa: BLE001  (data moved or unreadable: the report shows what it can)
         return None
-    return np.clip(sig.to_image(sig.targets), 0, 1) if isinstance(sig, Image) else None
+    img = sig.preview()
+    return None if img is None else np.clip(img, 0, 1)
 
 
 def _error_map(rec_png: Path, target: np.ndarray, path: Path, vmax: float) -> None:

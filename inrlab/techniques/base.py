@@ -6,29 +6,31 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..signals import Signal
+from ..problems import Batch, Problem
 
 
 class Technique:
-    """Plain MSE; subclasses override ``setup`` (once, before training), ``loss`` and, to choose
-    their own mini-batches, ``sample_batch``. ``cfg`` is the run's TrainConfig (their section)."""
+    """Plain loss (the problem's own, MSE by default); subclasses override ``setup`` (once, before
+    training), ``loss`` and, to choose their own mini-batches, ``sample_batch``. ``cfg`` is the
+    run's TrainConfig (their section)."""
 
     name = "mse"
 
     def __init__(self, cfg: TrainConfig | None = None):
         self.cfg = cfg if cfg is not None else TrainConfig()
+        self.problem: Problem | None = None
 
-    def setup(self, model: nn.Module, signal: Signal) -> None:
-        """Called once with the built model before the optimizer is created."""
+    def setup(self, model: nn.Module, problem: Problem) -> None:
+        """Called once with the built model and the problem before the optimizer is created."""
+        self.problem = problem
 
-    def sample_batch(self, train_idx: torch.Tensor, batch_size: int,
+    def sample_batch(self, problem: Problem, batch_size: int,
                      generator: torch.Generator) -> torch.Tensor:
-        """Indices (batch_size,) into the signal's coordinates for one mini-batch: by default
-        ``batch_size`` training points drawn uniformly (with replacement) with ``generator``."""
-        return train_idx[torch.randint(len(train_idx), (batch_size,), generator=generator)]
+        """Measurement indices (batch_size,) of one mini-batch: the problem's own sampling
+        (uniform over its training measurements, with replacement) by default."""
+        return problem.sample(batch_size, generator)
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor,
-             idx: torch.Tensor, step: int) -> torch.Tensor:
-        """Scalar loss for batch ``x`` (B, d), targets ``y`` and ``pred`` (B, C); ``idx`` (B,) are
-        the batch's indices into the signal's coordinates."""
-        return torch.mean((pred - y) ** 2)
+    def loss(self, model: nn.Module, batch: Batch, pred: torch.Tensor, step: int) -> torch.Tensor:
+        """Scalar loss of the predicted measurements ``pred`` (B, C_m) of ``batch``."""
+        assert self.problem is not None, "Technique.setup() was not called"
+        return self.problem.loss(pred, batch.y)

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..errors import InrlabError
 from ..models.reparam import reparameterize
-from ..signals import Signal
+from ..problems import Problem
 from .base import Technique
 
 
@@ -16,7 +16,8 @@ class FR(Technique):
 
     name = "fr"
 
-    def setup(self, model: nn.Module, signal: Signal) -> None:
+    def setup(self, model: nn.Module, problem: Problem) -> None:
+        super().setup(model, problem)
         if not hasattr(model, "linears") or len(model.linears) < 2:
             raise InrlabError("FR reparameterizes hidden-to-hidden layers: the model needs "
                               "model.depth ≥ 2")

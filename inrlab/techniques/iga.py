@@ -5,14 +5,19 @@ Plain MSE moves the residual as r ← (I − ηK) r with K the eNTK: components 
 balances the top eigenvalues of the eNTK of one representative point per group and is applied
 to every point of the groups inductively.
 
-Shapes: N coordinates of the signal, n groups of p slots, C output channels. ``index`` (n, p)
-holds each group's coordinate indices in a fixed within-group layout (slot k is the same
-relative position in every group), so residuals arrange as r[g, k, c] and
+IGA works in the problem's measurement space (spec/problems.md): for direct fitting a
+measurement is the field's value at one grid point; through an operator (CT, MRI) it is one
+entry of the sinogram or k-space, and the kernel is the measurement-space eNTK
+(:meth:`inrlab.problems.Problem.kernel`).
+
+Shapes: M measurements of the problem, n groups of p slots, C channels. ``index`` (n, p) holds
+each group's measurement indices in a fixed within-group layout (slot k is the same relative
+position in every group), so residuals arrange as r[g, k, c] and
 (S r)[g, k, c] = Σ_h S[g, h] r[h, k, c].
 
-Held-out points: groups tile the full grid; held-out slots never enter the loss and carry a zero
-residual in S r (they cannot be representatives of the residual rule). With mini-batches of whole
-groups the same holds for slots outside the batch.
+Held-out measurements: groups tile the full measurement grid; held-out slots never enter the loss
+and carry a zero residual in S r (they cannot be representatives of the residual rule). With
+mini-batches of whole groups the same holds for slots outside the batch.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import InrlabError
-from ..signals import Signal
+from ..problems import Batch, Problem
 from .base import Technique
 
 KernelFn = Callable[..., torch.Tensor]
@@ -171,9 +176,9 @@ def balance(kernel: torch.Tensor, start: int, end: int, variant: str = "adam") -
 class IGA(Technique):
     """Inductive gradient adjustment, configured by ``train.iga`` (see :class:`IGAConfig`).
 
-    ``groups``: optional user-given (n, p) coordinate indices (equal sizes) replacing the grid
-    grouping. ``kernel_fn(model, x, method=, dtype=, outputs=)`` defaults to
-    :func:`inrlab.ntk.kernel` (the 1/√C surrogate eNTK).
+    ``groups``: optional user-given (n, p) measurement indices (equal sizes) replacing the grid
+    grouping. ``kernel_fn(model, x, method=, dtype=, outputs=)`` (points x of a direct-fitting
+    problem) replaces the problem's kernel (:meth:`Problem.kernel`, the 1/√C surrogate eNTK).
     """
 
     name = "iga"
@@ -194,34 +199,35 @@ class IGA(Technique):
         self._layout: tuple[torch.Tensor, ...] | None = None
 
     # ------------------------------------------------------------------ setup
-    def setup(self, model: nn.Module, signal: Signal) -> None:
+    def setup(self, model: nn.Module, problem: Problem) -> None:
+        super().setup(model, problem)
         c = self.icfg
+        shape, total = problem.measurement_shape, problem.n_measurements
         if self.user_groups is not None:
-            self.index = check_groups(self.user_groups, signal.n)
+            self.index = check_groups(self.user_groups, total)
             self.centre = self.index.shape[1] // 2
         else:
-            self.index = grid_groups(signal.grid_shape, c.group, c.layout)
-            self.centre = centre_slot(signal.grid_shape, c.group, c.layout)
+            self.index = grid_groups(shape, c.group, c.layout)
+            self.centre = centre_slot(shape, c.group, c.layout)
         n, p = self.index.shape
-        slot_of = torch.full((signal.n,), -1, dtype=torch.long)
+        slot_of = torch.full((total,), -1, dtype=torch.long)
         slot_of[self.index.reshape(-1)] = torch.arange(n * p)
-        if (slot_of[signal.train_idx] < 0).any():
-            raise InrlabError("some training points belong to no IGA group: the groups must cover "
-                              "every training point")
+        if (slot_of[problem.train_idx] < 0).any():
+            raise InrlabError("some training measurements belong to no IGA group: the groups must "
+                              "cover every training measurement")
         if c.representative.isdigit() and int(c.representative) >= p:
             raise InrlabError(f"train.iga.representative slot {c.representative} is outside the "
                               f"group of p={p} points: give 0 … {p - 1}")
         self.slot_of = slot_of
         self.train_mask = torch.zeros(n * p, dtype=torch.bool)
-        self.train_mask[slot_of[signal.train_idx]] = True
+        self.train_mask[slot_of[problem.train_idx]] = True
         self.train_mask = self.train_mask.view(n, p)
         self.trainable_groups = torch.nonzero(self.train_mask.any(1)).reshape(-1)
         limit = len(self.trainable_groups) - (1 if c.variant == "adam" else 0)
         if c.end > limit and self.cfg.batch_size is None:
-            raise InrlabError(f"train.iga.end={c.end} but the signal has only "
+            raise InrlabError(f"train.iga.end={c.end} but the problem has only "
                               f"{len(self.trainable_groups)} groups (need end ≤ {limit}): lower "
                               f"train.iga.end or use smaller groups (train.iga.group)")
-        self.coords = signal.coords
 
     def _on(self, name: str, device: torch.device) -> torch.Tensor:
         key = f"{name}@{device}"
@@ -229,9 +235,9 @@ class IGA(Technique):
             self._cache[key] = getattr(self, name).to(device)
         return self._cache[key]
 
-    def sample_batch(self, train_idx: torch.Tensor, batch_size: int,
+    def sample_batch(self, problem: Problem, batch_size: int,
                      generator: torch.Generator) -> torch.Tensor:
-        """The training points of max(1, batch_size // p) random whole groups."""
+        """The training measurements of max(1, batch_size // p) random whole groups."""
         n_groups = len(self.trainable_groups)
         k = min(n_groups, max(1, batch_size // self.index.shape[1]))
         chosen = self.trainable_groups[torch.randperm(n_groups, generator=generator)[:k]]
@@ -248,16 +254,21 @@ class IGA(Technique):
         slot = self.centre if rule == "centre" else int(rule)
         return torch.full((res.shape[0],), slot, dtype=torch.long, device=res.device)
 
-    def kernel(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Surrogate eNTK (n, n) float64 of ``model`` on representatives ``x`` (n, d)."""
-        fn = self.kernel_fn
-        if fn is None:
-            from ..ntk import kernel as fn
-        return fn(model, x, method=self.icfg.ntk_method, dtype=torch.float64, outputs="surrogate")
+    def kernel(self, model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+        """Surrogate eNTK (n, n) float64 of ``model`` on the representative measurements ``idx``."""
+        assert self.problem is not None
+        if self.kernel_fn is not None:
+            x = self.problem.points(idx).to(next(model.parameters()).dtype)
+            return self.kernel_fn(model, x, method=self.icfg.ntk_method,
+                                  dtype=torch.float64, outputs="surrogate")
+        return self.problem.kernel(model, idx, method=self.icfg.ntk_method, dtype=torch.float64,
+                                   outputs="surrogate")
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor,
-             idx: torch.Tensor, step: int) -> torch.Tensor:
-        """L' = (2/(B·C)) Σ pred ⊙ stopgrad(S r): its gradient is the adjusted update."""
+    def loss(self, model: nn.Module, batch: Batch, pred: torch.Tensor, step: int) -> torch.Tensor:
+        """L' = (2/(B·C)) Σ pred ⊙ stopgrad(S r): its gradient is the adjusted update (for the
+        MSE loss; other losses use their residual, ``Problem.residual``)."""
+        assert self.problem is not None
+        idx, y = batch.idx, batch.y
         dev = pred.device
         b, ch = pred.shape
         p = self.index.shape[1]
@@ -270,9 +281,9 @@ class IGA(Technique):
             groups, local = torch.unique(slots // p, return_inverse=True)
             k_of = slots % p
             self._layout = (idx, groups, local, k_of)
-        r = (pred.detach() - y).double()
+        r = self.problem.residual(pred.detach(), y).double()
         if not bool(torch.isfinite(r).all()):
-            return torch.mean((pred - y) ** 2)  # let the trainer report the divergence
+            return self.problem.loss(pred, y)  # let the trainer report the divergence
         res = torch.zeros(len(groups), p, ch, dtype=torch.float64, device=dev)
         res[local, k_of] = r
         stale = (self._balance_groups is None or step - self._balance_step >= self.icfg.every
@@ -281,8 +292,9 @@ class IGA(Technique):
             present = torch.zeros(len(groups), p, dtype=torch.bool, device=dev)
             present[local, k_of] = True
             rep = self.representatives(res, present)
-            xr = self._on("coords", dev)[self._on("index", dev)[groups, rep]].to(x.dtype)
-            bal = balance(self.kernel(model, xr), self.icfg.start, self.icfg.end, self.icfg.variant)
+            rep_idx = self._on("index", dev)[groups, rep].cpu()
+            bal = balance(self.kernel(model, rep_idx), self.icfg.start, self.icfg.end,
+                          self.icfg.variant)
             if bal.eigenvalues is None:
                 self.fallbacks += 1
             self.last, self._balance_step, self._balance_groups = bal, step, groups

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import DEFAULT_PRESET, RunConfig, SignalConfig, from_dict, preset, set_field
 from ..errors import DivergedError, InrlabError, RunInterrupted
 from ..limits import check_memory
-from ..models import INR, batch_coupled, build_model, freeze_statistics, set_norm_stats
-from ..signals import Signal, load_signal
+from ..models import INR, batch_coupled, build_model, freeze_statistics, predict, set_norm_stats
+from ..problems import Problem, load_problem
 from ..techniques import Technique, build_technique
 from ..utils import (
     FolderLock,
@@ -46,8 +45,7 @@ from ..utils import (
 )
 from .stop import DeferredStop
 
-RUN_FILES = ("config.json", "history.jsonl", "checkpoint.pt", "metrics.json",
-             "reconstruction.png", "summary.png")
+RUN_FILES = ("config.json", "history.jsonl", "checkpoint.pt", "metrics.json")  # + problem.outputs
 LOCK_NAME = ".run.lock"  # flock held by the one process that writes a run folder
 CHECKPOINT_KEYS = ("step", "seconds", "history", "model", "optimizer", "generator", "torch_rng")
 
@@ -57,16 +55,17 @@ class FitResult:
     """What a run returns: the trained model (on its device), final metrics and history."""
 
     model: INR
-    signal: Signal
+    problem: Problem
     config: RunConfig
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
 
     def predict(self, coords: torch.Tensor | None = None) -> torch.Tensor:
-        """Prediction (N, C) on ``coords`` (default: the signal's full grid), on the CPU."""
+        """The field's values (N, C) at ``coords`` (N, d) (default: the problem's reference grid,
+        e.g. an image's pixels), on the CPU."""
         dev = next(self.model.parameters()).device
-        x = self.signal.coords if coords is None else coords
+        x = self.problem.reference().coords if coords is None else coords
         return predict(self.model, x.to(dev)).cpu()
 
 
@@ -80,20 +79,6 @@ def lr_factor(cfg_train: Any, step: int) -> float:
     if t.schedule == "cosine":
         return t.lr_final + (1 - t.lr_final) * 0.5 * (1 + math.cos(math.pi * step / t.steps))
     return 1.0
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, chunk: int = 2**16) -> torch.Tensor:
-    """Eval-mode prediction on ``x`` (N, d). Batch-coupled norms see the whole ``x`` in one pass
-    (the full-grid evaluation rule); other models are evaluated in chunks to bound memory."""
-    was = model.training
-    model.eval()
-    try:
-        if batch_coupled(model) or x.shape[0] <= chunk:
-            return model(x)
-        return torch.cat([model(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
-    finally:
-        model.train(was)
 
 
 def training_bytes(cfg: RunConfig, points: int) -> int:
@@ -118,24 +103,25 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 
 
 class Trainer:
-    """Trains one model on one signal; owns the run folder. Use :func:`run` or :func:`fit`."""
+    """Trains one model on one problem; owns the run folder. Use :func:`run` or :func:`fit`."""
 
-    def __init__(self, cfg: RunConfig, signal: Signal | None = None, out: str | Path | None = None,
-                 *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-                 technique: Technique | None = None):
+    def __init__(self, cfg: RunConfig, problem: Problem | None = None,
+                 out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True, technique: Technique | None = None):
         self.cfg = cfg.validate()
-        self.signal = signal if signal is not None else load_signal(cfg.signal)
+        self.problem = problem if problem is not None else load_problem(cfg.signal)
         self.out = Path(out) if out is not None else None
         self.progress = progress
         self.device = resolve_device(cfg.train.device)
         seed_everything(cfg.train.seed)
         if self.device.type == "cpu":
             check_memory(f"training width {cfg.model.width} × depth {cfg.model.depth} on "
-                         f"{self.signal.n:,} points", training_bytes(cfg, self.signal.n),
+                         f"{self.problem.n_train:,} points",
+                         training_bytes(cfg, self.problem.n_train),
                          "set train.batch_size, lower signal.size or use a smaller model")
-        self.model = build_model(cfg.model, self.signal.dim, self.signal.channels).to(self.device)
+        self.model = build_model(cfg.model, self.problem.in_dim, self.problem.out_dim).to(self.device)
         self.technique = technique or build_technique(cfg.train.technique, cfg.train)
-        self.technique.setup(self.model, self.signal)
+        self.technique.setup(self.model, self.problem)
         t = cfg.train
         self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, eps=t.adam_eps)
         self.gen = torch.Generator().manual_seed(t.seed + 1)
@@ -143,13 +129,13 @@ class Trainer:
         self.seconds = 0.0
         self.history: list[dict[str, Any]] = []
         self.last_ckpt_step: int | None = None
-        self.resolved = {**cfg.to_dict(), "signal_meta": self.signal.meta}
+        self.resolved = {**cfg.to_dict(), "signal_meta": self.problem.meta}
         self.diagnostics = None
         self.lock: FolderLock | None = None
         if t.diagnostics_every or t.ntk_steps:
             from ..ntk.diagnostics import Diagnostics
 
-            self.diagnostics = Diagnostics(self.signal, t.diagnostics_every, t.ntk_steps,
+            self.diagnostics = Diagnostics(self.problem, t.diagnostics_every, t.ntk_steps,
                                            t.ntk_points, t.seed, self.out)
         if self.out is not None:
             self._prepare_folder(resume, overwrite)
@@ -189,7 +175,7 @@ class Trainer:
                 raise InrlabError(f"{str(out)!r} is not an inrlab run folder; refusing to "
                                   f"overwrite it: choose another --out")
             try:
-                for name in RUN_FILES:
+                for name in (*RUN_FILES, *self.problem.outputs):
                     (out / name).unlink(missing_ok=True)
                 shutil.rmtree(out / "diagnostics", ignore_errors=True)
             except OSError as e:
@@ -272,9 +258,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def evaluate(self, structural: bool = False) -> dict[str, Any]:
-        """Metrics of the full-grid prediction; SSIM/MS-SSIM only when ``structural``."""
-        pred = predict(self.model, self.signal.coords.to(self.device)).float().cpu()
-        return self.signal.score(pred, structural=structural)
+        """The problem's metrics of the model; SSIM/MS-SSIM … only when ``structural``."""
+        return self.problem.evaluate(self.model, structural=structural)
 
     def _diverged(self, what: str) -> DivergedError:
         kept = ""
@@ -297,13 +282,11 @@ class Trainer:
 
     def _train(self, stop: DeferredStop) -> FitResult:
         t = self.cfg.train
-        sig, dev = self.signal, self.device
-        coords, targets = sig.coords.to(dev), sig.targets.to(dev)
-        train_idx = sig.train_idx.to(dev)
-        full = t.batch_size is None or t.batch_size >= len(train_idx)
-        x_full, y_full = coords[train_idx], targets[train_idx]
+        prob, dev = self.problem, self.device
+        full = t.batch_size is None or t.batch_size >= prob.n_train
+        full_batch = prob.full_batch().to(dev) if full else None
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
-                   desc=f"{self.cfg.preset or 'model'} on {sig.name}", leave=True)
+                   desc=f"{self.cfg.preset or 'model'} on {prob.name}", leave=True)
         start = time.perf_counter() - self.seconds
         diag = self.diagnostics
         rng_at_step = (self.gen.get_state(), torch.get_rng_state())
@@ -313,25 +296,25 @@ class Trainer:
         coupled = batch_coupled(self.model)
         try:
             if diag is not None and self.step == 0:
-                diag.record(self.model, 0, lambda: predict(self.model, coords))
+                diag.record(self.model, 0)
             while self.step < t.steps:
                 rng_at_step = (self.gen.get_state(), torch.get_rng_state())
                 dirty = False
                 if stop.requested is not None:
                     raise KeyboardInterrupt
-                if full:
-                    idx, x, y = train_idx, x_full, y_full
+                if full_batch is not None:
+                    batch = full_batch
                 else:
-                    idx = self.technique.sample_batch(sig.train_idx, t.batch_size, self.gen).to(dev)
-                    x, y = coords[idx], targets[idx]
+                    batch = prob.batch(self.technique.sample_batch(prob, t.batch_size, self.gen))
+                    batch = batch.to(dev)
                 for g in self.opt.param_groups:
                     g["lr"] = t.lr * lr_factor(t, self.step)
                 dirty = coupled  # a training forward updates running norm statistics
-                pred = self.model(x)
-                loss = self.technique.loss(self.model, x, y, pred, idx, self.step)
-                mse = torch.mean((pred.detach() - y) ** 2).item()
+                pred = prob.forward(self.model(batch.x), batch)
+                loss = self.technique.loss(self.model, batch, pred, self.step)
+                mse = prob.loss(pred.detach(), batch.y).item()
                 if not (math.isfinite(mse) and math.isfinite(loss.item())):
-                    raise self._diverged(f"loss is {loss.item()} (MSE {mse})")
+                    raise self._diverged(f"loss is {loss.item()} (plain loss {mse})")
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 dirty = True
@@ -339,8 +322,7 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == t.steps:
-                    bar.set_postfix(loss=f"{mse:.2e}",
-                                    psnr=f"{10 * math.log10(sig.data_range**2 / max(mse, 1e-30)):.2f}")
+                    bar.set_postfix(prob.progress(mse))
                 if self.step % t.eval_every == 0 or self.step == t.steps:
                     self.seconds = time.perf_counter() - start
                     rec = {"step": self.step, "seconds": round(self.seconds, 3), "loss": mse,
@@ -349,7 +331,7 @@ class Trainer:
                     if self.out is not None:
                         append_line(self.out / "history.jsonl", json.dumps(to_jsonable(rec)))
                 if diag is not None and diag.due(self.step):
-                    diag.record(self.model, self.step, lambda: predict(self.model, coords))
+                    diag.record(self.model, self.step)
                 if self.step % t.checkpoint_every == 0 and self.step < t.steps:
                     self.seconds = time.perf_counter() - start
                     self._save_checkpoint()
@@ -373,8 +355,8 @@ class Trainer:
         finally:
             bar.close()
         self.seconds = time.perf_counter() - start
-        if batch_coupled(self.model):
-            freeze_statistics(self.model, coords)  # single points can now be queried in eval
+        if batch_coupled(self.model):  # single points can now be queried in eval
+            freeze_statistics(self.model, prob.reference().coords.to(dev))
         last = self.history[-1] if self.history and self.history[-1]["step"] == self.step else {}
         metrics = {**last, "step": self.step, **self.evaluate(structural=True),
                    "steps": self.step, "seconds": round(self.seconds, 3)}
@@ -383,27 +365,23 @@ class Trainer:
             self._write_final("finished", metrics)
             if diag is not None:
                 diag.finish()
-        return FitResult(self.model, sig, self.cfg, metrics, self.history, self.out)
+        return FitResult(self.model, prob, self.cfg, metrics, self.history, self.out)
 
     def _write_final(self, status: str, metrics: dict[str, Any]) -> None:
-        from ..plots import save_reconstruction, summary_figure
-
         assert self.out is not None
         metrics = {**metrics, "status": status, "steps": self.step,
                    "seconds": round(self.seconds, 3), "preset": self.cfg.preset,
-                   "signal": self.signal.name, "device": str(self.device),
+                   "signal": self.problem.name, "device": str(self.device),
                    "host": socket.gethostname(),
                    "parameters": sum(p.numel() for p in self.model.parameters())}
         write_json(self.out / "metrics.json", metrics)
         if status == "finished":
-            pred = predict(self.model, self.signal.coords.to(self.device)).float().cpu().numpy()
-            save_reconstruction(self.signal, pred, self.out / "reconstruction.png")
-            summary_figure(self.signal, pred, self.history, self.out / "summary.png")
+            self.problem.save_outputs(self.model, self.out, self.history)
 
 
-def run(cfg: RunConfig, out: str | Path | None = None, *, signal: Signal | None = None,
+def run(cfg: RunConfig, out: str | Path | None = None, *, problem: Problem | None = None,
         resume: bool = False, overwrite: bool = False, progress: bool = True) -> FitResult:
-    """Train ``cfg`` (optionally on an already-built ``signal``) and write ``out`` if given.
+    """Train ``cfg`` (optionally on an already-built ``problem``) and write ``out`` if given.
 
     A finished run found in ``out`` with ``resume=True`` is returned without retraining.
     """
@@ -411,10 +389,10 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, signal: Signal | None 
     if resume and out_p is not None:
         done = _read_metrics(out_p)  # unreadable: resume from the checkpoint, which rewrites it
         if done.get("status") == "finished" and done.get("steps") == cfg.train.steps:
-            trainer = Trainer(cfg, signal, out_p, resume=True, progress=False)
+            trainer = Trainer(cfg, problem, out_p, resume=True, progress=False)
             trainer.close()
-            return FitResult(trainer.model, trainer.signal, cfg, done, trainer.history, out_p)
-    return Trainer(cfg, signal, out_p, resume=resume, overwrite=overwrite,
+            return FitResult(trainer.model, trainer.problem, cfg, done, trainer.history, out_p)
+    return Trainer(cfg, problem, out_p, resume=resume, overwrite=overwrite,
                    progress=progress).train()
 
 
@@ -427,27 +405,27 @@ def _read_metrics(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def fit(signal: Signal | str, preset_name: str = DEFAULT_PRESET, *, steps: int | None = None,
+def fit(problem: Problem | str, preset_name: str = DEFAULT_PRESET, *, steps: int | None = None,
         out: str | Path | None = None, overrides: dict[str, Any] | None = None,
         resume: bool = False, overwrite: bool = False, progress: bool = True) -> FitResult:
-    """Fit a preset to a signal. ``signal``: a :class:`Signal`, an image path, an embedded image
-    name or a 1-D spec (``"sines:5,10"``); ``overrides``: ``{"model.width": 128, ...}``."""
+    """Fit a preset to a problem. ``problem``: a :class:`Problem`, or a name (an image path, an
+    embedded image name, ``sines:5,10``, ``ct:…``); ``overrides``: ``{"model.width": 128, ...}``."""
     cfg = preset(preset_name)
-    sig = None
-    if isinstance(signal, Signal):
-        sig = signal
-        cfg.signal = copy.deepcopy(signal.config) if signal.config else SignalConfig(signal.name)
+    prob = None
+    if isinstance(problem, Problem):
+        prob = problem
+        cfg.signal = copy.deepcopy(problem.config) if problem.config else SignalConfig(problem.name)
     else:
-        cfg.signal.name = signal
+        cfg.signal.name = problem
     if steps is not None:
         cfg.train.steps = steps
     for k, v in (overrides or {}).items():
         set_field(cfg, k, v)
-    return run(cfg, out, signal=sig, resume=resume, overwrite=overwrite, progress=progress)
+    return run(cfg, out, problem=prob, resume=resume, overwrite=overwrite, progress=progress)
 
 
 def load_run(path: str | Path) -> FitResult:
-    """Load a finished run folder: its model (eval-ready), signal, config, metrics and history."""
+    """Load a finished run folder: its model (eval-ready), problem, config, metrics and history."""
     p = Path(path)
     if not (p / "config.json").exists():
         raise InrlabError(f"{str(p)!r} is not an inrlab run folder (no config.json)")
@@ -466,7 +444,7 @@ def load_run(path: str | Path) -> FitResult:
         raise InrlabError(f"{p} holds no checkpoint yet: resume or rerun the fit")
     if batch_coupled(trainer.model):
         set_norm_stats(trainer.model, "frozen")  # the final checkpoint holds full-grid statistics
-    return FitResult(trainer.model, trainer.signal, cfg, _read_metrics(p), trainer.history, p)
+    return FitResult(trainer.model, trainer.problem, cfg, _read_metrics(p), trainer.history, p)
 
 
 __all__ = ["FitResult", "Trainer", "fit", "run", "load_run", "predict", "lr_factor"]

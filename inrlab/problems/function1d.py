@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from ..config import SignalConfig
 from ..errors import InrlabError
 from ..limits import check_memory
 from ..train.metrics import band_error_1d
-from .base import Signal, split
+from .grid import Signal, split
 
 # float64 x and y, float32 coords and targets, split indices and permutation (int64)
 SAMPLE_BYTES = 8 + 8 + 4 + 4 + 8 + 8 + 8
@@ -76,6 +77,21 @@ class Function1D(Signal):
             y = self.grid(self.targets)[:, 0]
             out["band_error"] = band_error_1d(p, y, self.band_bins).tolist()
         return out
+
+    def save_outputs(self, model: torch.nn.Module, out: Path, history: list[dict[str, Any]]) -> None:
+        from ..models import predict
+        from ..plots import curve_panels, curve_plot
+
+        dev = next(model.parameters()).device
+        pred = self.grid(predict(model, self.coords.to(dev)).float().cpu())[:, 0]
+        x, y = self.coords[:, 0].numpy(), self.grid(self.targets)[:, 0]
+        curve_plot(x, y, pred, out / "reconstruction.png")
+        curve_panels(x, y, pred, history, out / "summary.png", self.name)
+
+
+def build_sines(cfg: SignalConfig) -> Function1D:
+    """``sines:…`` names (held-out fraction default 0)."""
+    return parse_1d_spec(cfg.name, cfg.samples, cfg.heldout or 0.0, cfg.split_seed)
 
 
 def parse_1d_spec(spec: str, samples: int, heldout: float, split_seed: int) -> Function1D:

@@ -14,7 +14,7 @@ from ..config import SignalConfig
 from ..errors import InrlabError
 from ..limits import check_memory, max_image_pixels
 from ..train.metrics import ms_ssim, ssim
-from .base import Signal, split
+from .grid import Signal, split
 
 # name → scikit-image loader (all ship inside the package: no download at run time)
 EMBEDDED = ("astronaut", "camera", "chelsea", "coffee", "brick", "gravel", "grass", "phantom",
@@ -221,3 +221,22 @@ class Image(Signal):
         out["ssim"] = ssim(p, y) if min(self.grid_shape) >= 11 else None
         out["ms_ssim"] = ms_ssim(p, y)
         return out
+
+    def preview(self) -> np.ndarray:
+        return self.to_image(self.targets)
+
+    def save_outputs(self, model: torch.nn.Module, out: Path, history: list[dict[str, Any]]) -> None:
+        from ..models import predict
+        from ..plots import image_panels, save_image
+
+        dev = next(model.parameters()).device
+        pred = self.to_image(predict(model, self.coords.to(dev)).float().cpu())
+        save_image(pred, out / "reconstruction.png")
+        image_panels(self.preview(), pred, history, out / "summary.png", self.name)
+
+
+def build_image(cfg: SignalConfig) -> Image:
+    """An :class:`Image` from a path, ``kodak:NAME`` or an embedded name (heldout default 0.1)."""
+    name = cfg.name[len("image:"):] if cfg.name.startswith("image:") else cfg.name
+    return Image(name, size=cfg.size, gray=cfg.gray,
+                 heldout=0.1 if cfg.heldout is None else cfg.heldout, split_seed=cfg.split_seed)

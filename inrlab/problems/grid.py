@@ -1,19 +1,24 @@
-"""The Signal protocol: coordinates, targets, a held-out split, scoring and rendering."""
+"""Direct fitting of a signal sampled on a regular grid (identity operator): coordinates,
+targets, a held-out split, scoring. :class:`Image` and :class:`Function1D` build on it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..config import SignalConfig
+from ..models import predict
+from .base import Batch, GridData, Problem
 
 
-@dataclass
-class Signal:
-    """A sampled signal on a regular grid.
+@dataclass(eq=False)
+class Signal(Problem):
+    """A sampled signal on a regular grid, fitted directly: measurement i is the value at
+    coordinate i (``measurement_shape`` = ``grid_shape``).
 
     Attributes:
         name: short name used in run folders and reports.
@@ -36,12 +41,15 @@ class Signal:
     meta: dict[str, Any] = field(default_factory=dict)
     config: SignalConfig | None = None
 
+    identity = True
+    outputs = ("reconstruction.png", "reconstruction.npy", "summary.png")
+
     @property
-    def dim(self) -> int:
+    def in_dim(self) -> int:
         return self.coords.shape[1]
 
     @property
-    def channels(self) -> int:
+    def out_dim(self) -> int:
         return self.targets.shape[1]
 
     @property
@@ -49,8 +57,41 @@ class Signal:
         return self.coords.shape[0]
 
     @property
+    def measurement_shape(self) -> tuple[int, ...]:
+        return self.grid_shape
+
+    @property
     def data_range(self) -> float:
         return self.value_range[1] - self.value_range[0]
+
+    def batch(self, idx: torch.Tensor) -> Batch:
+        return Batch(idx, self.coords[idx], self.targets[idx])
+
+    def points(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.coords[idx]
+
+    def reference(self) -> GridData:
+        return GridData(self.coords, self.grid_shape, self.targets)
+
+    def evaluate(self, model: torch.nn.Module, structural: bool = True) -> dict[str, Any]:
+        dev = next(model.parameters()).device
+        return self.score(predict(model, self.coords.to(dev)).float().cpu(), structural)
+
+    def save_outputs(self, model: torch.nn.Module, out: Path, history: list[dict[str, Any]]) -> None:
+        """Any grid: the prediction as ``reconstruction.npy`` (*grid_shape, C) and the PSNR curve
+        as ``summary.png``; images and 1-D signals draw more."""
+        import matplotlib.pyplot as plt
+
+        from ..plots import psnr_curve
+
+        dev = next(model.parameters()).device
+        np.save(out / "reconstruction.npy", self.grid(predict(model, self.coords.to(dev)).float()))
+        fig, ax = plt.subplots(figsize=(6, 4))
+        psnr_curve(ax, history)
+        fig.suptitle(self.name)
+        fig.tight_layout()
+        fig.savefig(out / "summary.png", dpi=80)
+        plt.close(fig)
 
     def grid(self, values: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, C) values → (*grid_shape, C) float64 array."""
