@@ -548,3 +548,17 @@ def test_allocation_failure_is_one_line(monkeypatch, capsys):
     assert main(["fit", "sines:3@64"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("inrlab: error: out of memory") and err.count("\n") == 1
+
+
+def test_iga_cached_balance_survives_resume(tmp_path):
+    """IGA reuses S for ``every`` steps; the cache is checkpointed, so a resume between two
+    recomputations is still exact."""
+    over = {"train.technique": "iga", "train.iga.every": 3, "train.iga.group": 8,
+            "train.iga.end": 4, "train.batch_size": None, "train.steps": 9}
+    ref = run(tiny_cfg(**over), tmp_path / "ref", progress=False).model.state_dict()
+    out = tmp_path / "run"
+    with pytest.raises(RunInterrupted):
+        _train_interrupting(tiny_cfg(**over), out, 6, "pre-step")  # resumes at step 5
+    res = run(tiny_cfg(**over), out, resume=True, progress=False)
+    for k, v in ref.items():
+        assert torch.equal(res.model.state_dict()[k], v), k

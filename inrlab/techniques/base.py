@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -34,3 +36,11 @@ class Technique:
         """Scalar loss of the predicted measurements ``pred`` (B, C_m) of ``batch``."""
         assert self.problem is not None, "Technique.setup() was not called"
         return self.problem.loss(pred, batch.y)
+
+    def state_dict(self) -> dict[str, Any]:
+        """State carried from step to step (tensors, numbers, None), saved in checkpoints so a
+        resumed run continues exactly; plain MSE has none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (on resume)."""

@@ -26,6 +26,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -197,6 +198,20 @@ class IGA(Technique):
         self._balance_step = -1
         self._balance_groups: torch.Tensor | None = None
         self._layout: tuple[torch.Tensor, ...] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The cached balancing S (reused for ``every`` steps) and when it was computed."""
+        if self.last is None:
+            return {}
+        return {"step": self._balance_step, "groups": self._balance_groups,
+                "vectors": self.last.vectors, "coeff": self.last.coeff,
+                "eigenvalues": self.last.eigenvalues}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.last = Balance(state["vectors"], state["coeff"], state["eigenvalues"])
+        self._balance_step, self._balance_groups = int(state["step"]), state["groups"]
 
     # ------------------------------------------------------------------ setup
     def setup(self, model: nn.Module, problem: Problem) -> None:

@@ -218,6 +218,7 @@ class Trainer:
                 raise KeyError(f"no {', '.join(missing)}")
             self.model.load_state_dict(ck["model"])
             self.opt.load_state_dict(ck["optimizer"])
+            self.technique.load_state_dict(ck.get("technique", {}))
             self.gen.set_state(ck["generator"].cpu())
             torch.set_rng_state(ck["torch_rng"].cpu())
             step, seconds, history = int(ck["step"]), float(ck["seconds"]), list(ck["history"])
@@ -246,6 +247,7 @@ class Trainer:
             atomic_torch_save({"step": self.step, "seconds": self.seconds,
                                "history": to_jsonable(self.history),
                                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                               "technique": self.technique.state_dict(),
                                "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                                "config": to_jsonable(self.resolved)}, self.out / "checkpoint.pt")
         except OSError as e:
