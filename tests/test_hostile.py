@@ -562,3 +562,16 @@ def test_iga_cached_balance_survives_resume(tmp_path):
     res = run(tiny_cfg(**over), out, resume=True, progress=False)
     for k, v in ref.items():
         assert torch.equal(res.model.state_dict()[k], v), k
+
+
+def test_load_run_reads_a_folder_in_use_without_writing(tmp_path):
+    out = tmp_path / "run"
+    run(tiny_cfg(**{"train.steps": 4}), out, progress=False)
+    lock = FolderLock(out, LOCK_NAME, "x", "y")  # a live writer
+    before = {f.name: f.stat().st_mtime_ns for f in out.iterdir()}
+    try:
+        res = load_run(out)
+    finally:
+        lock.release()
+    assert res.metrics["steps"] == 4 and len(res.history) == 2
+    assert {f.name: f.stat().st_mtime_ns for f in out.iterdir()} == before

@@ -440,8 +440,8 @@ def load_run(path: str | Path) -> FitResult:
                           f"rerun the fit") from None
     data.pop("signal_meta", None)
     cfg = from_dict(RunConfig, data)
-    trainer = Trainer(cfg, None, p, resume=True, progress=False)
-    trainer.close()  # reading only: leave the folder to whoever trains it
+    trainer = Trainer(cfg, None, None, progress=False)  # reads only: no lock, nothing written
+    trainer._load_checkpoint(p / "checkpoint.pt")
     if trainer.last_ckpt_step is None:
         raise InrlabError(f"{p} holds no checkpoint yet: resume or rerun the fit")
     if batch_coupled(trainer.model):
