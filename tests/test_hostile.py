@@ -575,3 +575,30 @@ def test_load_run_reads_a_folder_in_use_without_writing(tmp_path):
         lock.release()
     assert res.metrics["steps"] == 4 and len(res.history) == 2
     assert {f.name: f.stat().st_mtime_ns for f in out.iterdir()} == before
+
+
+def test_local_pool_close_checkpoints_busy_run_at_a_step_boundary(tmp_path):
+    """Ctrl-C of `sweep run --executor local`: close() stops a busy worker with SIGTERM; it
+    checkpoints between steps, reports, and exits at once; the resumed run is bit-exact."""
+    from inrlab.sweep.executors import LocalPool, _Worker
+
+    over = {"train.steps": 60, "train.eval_every": 1, "train.checkpoint_every": 1000}
+    out = tmp_path / "run"
+    pool = LocalPool(1, threads=1)
+    w = _Worker(pool.ctx, {}, 1)
+    pool.pool = [w]
+    w.task = {"key": "k", "config": tiny_cfg(**over).to_dict(), "run_dir": str(out)}
+    w.conn.send(w.task)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "history.jsonl").exists():
+        time.sleep(0.02)
+    t0 = time.time()
+    pool.close()
+    assert time.time() - t0 < 15 and not w.proc.is_alive()
+    assert not (out / "metrics.json").exists()  # stopped, not finished
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 0 < ck["step"] < 60 and ck["step"] == len(ck["history"])  # one row per step
+    res = run(tiny_cfg(**over), out, resume=True, progress=False)
+    ref = run(tiny_cfg(**over), tmp_path / "ref", progress=False)
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(res.model.state_dict()[k], v), k

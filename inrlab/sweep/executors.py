@@ -202,7 +202,9 @@ class LocalPool:
                                  "host": socket.gethostname()}
 
     def close(self) -> None:
-        """Stop the workers: idle ones at once; busy ones get SIGINT (they checkpoint) and 20 s."""
+        """Stop the workers: idle ones at once; busy ones get SIGTERM and 20 s
+        (their trainer checkpoints at the next step boundary; unlike a second SIGINT after the
+        terminal's Ctrl-C, SIGTERM never forces a stop in the middle of a step)."""
         for w in self.pool:
             if not w.proc.is_alive():
                 continue
@@ -213,11 +215,18 @@ class LocalPool:
                 if w.task is None:
                     w.conn.send(None)
                 else:
-                    os.kill(w.proc.pid, signal.SIGINT)
+                    os.kill(w.proc.pid, signal.SIGTERM)
             except (EOFError, OSError):
                 pass
         deadline = time.time() + 20
         for w in self.pool:
+            try:  # a signalled worker reports its interrupted run, then may leave
+                if w.task is not None and w.conn.poll(max(0.0, deadline - time.time())):
+                    w.conn.recv()
+                    w.task = None
+                    w.conn.send(None)
+            except (EOFError, OSError):
+                pass
             w.proc.join(max(0.0, deadline - time.time()))
             if w.proc.is_alive():
                 w.proc.terminate()
