@@ -2,9 +2,10 @@
 
 A signal that lands in the middle of an optimizer step would leave the weights and Adam's state
 half updated; while :class:`DeferredStop` is active it only records the request, and the trainer
-checks :attr:`DeferredStop.requested` once per step, between steps. A second Ctrl-C forces a
-``KeyboardInterrupt`` at once (for a step that takes too long); the trainer then keeps the last
-checkpoint instead of saving a possibly half-updated state.
+checks :attr:`DeferredStop.requested` once per step, between steps (a request that arrives
+after the last step is delivered when the block ends: deferred, never dropped). A second
+Ctrl-C forces a ``KeyboardInterrupt`` at once (for a step that takes too long); the trainer then
+keeps the last checkpoint instead of saving a possibly half-updated state.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ class DeferredStop:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, signal.SIG_DFL if old is None else old)
         self._old = {}
+        if self.requested is not None and exc_type is None:
+            # asked to stop while finishing (nothing raised): deliver the signal to the restored
+            # handler now, so a sweep or script around the run stops too instead of going on
+            signal.raise_signal(signal.Signals[self.requested])
