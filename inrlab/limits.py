@@ -8,6 +8,7 @@ limit                          default                                         e
 memory of one allocation plan  3/4 of the machine's physical memory            INRLAB_MAX_MEMORY_GB
 image pixels (decoded)         89,478,485 (Pillow's decompression-bomb limit)  INRLAB_MAX_IMAGE_PIXELS
 FreSh candidates               1000                                            INRLAB_MAX_FRESH_CANDIDATES
+runs one sweep file plans      100,000                                         INRLAB_MAX_SWEEP_RUNS
 =============================  ==============================================  ====================
 """
 
@@ -20,6 +21,7 @@ from .errors import InrlabError
 GIB = 2**30
 DEFAULT_IMAGE_PIXELS = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS (a 1024×1024×3 ×~28 bitmap)
 DEFAULT_FRESH_CANDIDATES = 1000
+DEFAULT_SWEEP_RUNS = 100_000
 
 
 def _env_number(name: str, default: float) -> float:
@@ -68,3 +70,8 @@ def max_image_pixels() -> int:
 def max_fresh_candidates() -> int:
     """Most candidate values one FreSh sweep scores (``INRLAB_MAX_FRESH_CANDIDATES``)."""
     return int(_env_number("INRLAB_MAX_FRESH_CANDIDATES", DEFAULT_FRESH_CANDIDATES))
+
+
+def max_sweep_runs() -> int:
+    """Most runs one sweep file may plan (``INRLAB_MAX_SWEEP_RUNS``)."""
+    return int(_env_number("INRLAB_MAX_SWEEP_RUNS", DEFAULT_SWEEP_RUNS))

@@ -612,3 +612,13 @@ def test_stop_request_after_the_last_step_is_delivered_not_dropped():
             os.kill(os.getpid(), signal.SIGINT)
             assert stop.requested == "SIGINT"  # deferred: nothing raised inside the block
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sweep_with_too_many_runs_is_refused_before_planning(tmp_path, capsys):
+    axis = json.dumps(list(range(1, 101)))
+    p = tmp_path / "s.toml"
+    p.write_text(f'name = "big"\npreset = "relu"\n[axes]\nseeds = {axis}\n"model.width" = {axis}\n'
+                 f'"model.depth" = {axis}\n')
+    t0 = time.time()
+    assert main(["sweep", "run", str(p), "--out", str(tmp_path / "o")]) == 2
+    assert "1,000,000 runs" in capsys.readouterr().err and time.time() - t0 < 10

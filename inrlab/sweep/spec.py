@@ -35,6 +35,7 @@ import hashlib
 import importlib
 import itertools
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ import tomllib
 
 from ..config import DEFAULT_PRESET, PRESETS, RunConfig, flatten, get_field, preset, set_field
 from ..errors import InrlabError
+from ..limits import max_sweep_runs
 
 # Axis aliases → dotted path; the short name is what tables and labels call the axis.
 ALIASES = {"signals": "signal.name", "presets": "preset", "techniques": "train.technique",
@@ -105,6 +107,11 @@ class Sweep:
         tier_fields = dict(self.tiers[tier])
         tier_axes = tier_fields.pop("axes", {})
         axes = [Axis(a.name, a.path, tier_axes.get(a.name, a.values)) for a in self.axes]
+        combos, limit = math.prod(len(a.values) for a in axes), max_sweep_runs()
+        if combos > limit:
+            raise InrlabError(f"sweep file {self._where()}crosses its axes into {combos:,} runs, "
+                              f"over the limit of {limit:,}: shorten the axes (or use tiers), or "
+                              f"raise INRLAB_MAX_SWEEP_RUNS")
         load_plugins(self.plugins, [str(self.path.parent)])
         runs: list[PlannedRun] = []
         seen: dict[str, str] = {}
