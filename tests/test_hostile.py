@@ -577,27 +577,50 @@ def test_load_run_reads_a_folder_in_use_without_writing(tmp_path):
     assert {f.name: f.stat().st_mtime_ns for f in out.iterdir()} == before
 
 
+SLOW_TECHNIQUE = """
+import time
+from inrlab.techniques import TECHNIQUES, Technique
+
+
+class Slow(Technique):
+    \"\"\"Plain MSE that takes 50 ms a step, so a run lasts long enough to be stopped.\"\"\"
+
+    def loss(self, model, batch, pred, step):
+        time.sleep(0.05)
+        return super().loss(model, batch, pred, step)
+
+
+TECHNIQUES["slow"] = Slow
+"""
+
+
+@pytest.mark.slow  # spawns a worker and trains twice: ~6 s idle, ~30 s on a loaded 2-core box
 def test_local_pool_close_checkpoints_busy_run_at_a_step_boundary(tmp_path):
     """Ctrl-C of `sweep run --executor local`: close() stops a busy worker with SIGTERM; it
     checkpoints between steps, reports, and exits at once; the resumed run is bit-exact."""
     from inrlab.sweep.executors import LocalPool, _Worker
+    from inrlab.sweep.spec import load_plugins
 
-    over = {"train.steps": 60, "train.eval_every": 1, "train.checkpoint_every": 1000}
+    (tmp_path / "slow_technique.py").write_text(SLOW_TECHNIQUE)
+    load_plugins(["slow_technique"], [str(tmp_path)])
+    over = {"train.steps": 30, "train.eval_every": 1, "train.checkpoint_every": 1000,
+            "train.technique": "slow"}  # 1.5 s of wall time: outlasts close()'s 0.5 s grace
     out = tmp_path / "run"
     pool = LocalPool(1, threads=1)
     w = _Worker(pool.ctx, {}, 1)
     pool.pool = [w]
-    w.task = {"key": "k", "config": tiny_cfg(**over).to_dict(), "run_dir": str(out)}
+    w.task = {"key": "k", "config": tiny_cfg(**over).to_dict(), "run_dir": str(out),
+              "plugins": ["slow_technique"], "paths": [str(tmp_path)]}
     w.conn.send(w.task)
     deadline = time.time() + 60
     while time.time() < deadline and not (out / "history.jsonl").exists():
-        time.sleep(0.02)
+        time.sleep(0.05)
     t0 = time.time()
     pool.close()
     assert time.time() - t0 < 15 and not w.proc.is_alive()
     assert not (out / "metrics.json").exists()  # stopped, not finished
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert 0 < ck["step"] < 60 and ck["step"] == len(ck["history"])  # one row per step
+    assert 0 < ck["step"] < 30 and ck["step"] == len(ck["history"])  # one row per step
     res = run(tiny_cfg(**over), out, resume=True, progress=False)
     ref = run(tiny_cfg(**over), tmp_path / "ref", progress=False)
     for k, v in ref.model.state_dict().items():
