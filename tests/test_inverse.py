@@ -175,9 +175,14 @@ def test_dicom_sources_ship_with_pydicom():
 # --------------------------------------------------------------------------- methods through operators
 
 
-def _model(seed: int = 0) -> torch.nn.Module:
+def _model(seed: int = 0, arch: str = "relu") -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model(ModelConfig(width=12, depth=2), 2, 1).double()
+    cfg = ModelConfig(width=12, depth=2)
+    if arch == "pe+layer":
+        cfg.encoding.kind, cfg.encoding.n_frequencies, cfg.norm = "positional", 3, "layer"
+    elif arch == "siren":
+        cfg.activation.kind = "sine"
+    return build_model(cfg, 2, 1).double()
 
 
 def _flat_jacobian(model: torch.nn.Module, prob, idx: torch.Tensor) -> torch.Tensor:
@@ -193,18 +198,33 @@ def _flat_jacobian(model: torch.nn.Module, prob, idx: torch.Tensor) -> torch.Ten
 
 
 @pytest.mark.parametrize("kind", ["ct", "mri"])
-def test_measurement_kernel_equals_jacobian_oracle(kind):
+@pytest.mark.parametrize("arch", ["relu", "pe+layer", "siren"])
+def test_measurement_kernel_equals_jacobian_oracle(kind, arch):
+    """The matrix-free A K Aᵀ route (auto) and the Jacobian of A∘f both equal J_m J_mᵀ."""
     prob = _ct(12, 6) if kind == "ct" else _mri(12)
-    model = _model()
+    model = _model(0, arch)
+    assert prob.kernel_route(model) == "operator"
     idx = prob.train_idx[torch.tensor([0, 3, 7, 11, 20, 30])]
     j = _flat_jacobian(model, prob, idx)
     c = prob.forward(torch.zeros(len(prob.batch(idx).x), 1), prob.batch(idx)).shape[1]
     jm = j.view(len(idx), c, -1)
     full = torch.einsum("iap,jbp->aibj", jm, jm).reshape(c * len(idx), -1)
+    sur = jm.sum(1) / c ** 0.5
     for method in ("auto", "jacobian"):
         torch.testing.assert_close(prob.kernel(model, idx, method=method, outputs="full"), full)
-        sur = (jm.sum(1) / c ** 0.5)
         torch.testing.assert_close(prob.kernel(model, idx, method=method), sur @ sur.T)
+    torch.testing.assert_close(prob.kernel(model, idx, outputs="trace"),
+                               sum(jm[:, a] @ jm[:, a].T for a in range(c)))
+    torch.testing.assert_close(prob.kernel(model, idx, outputs=c - 1), jm[:, -1] @ jm[:, -1].T)
+
+
+def test_batch_coupled_models_take_the_jacobian_route():
+    prob = _ct(12, 6)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=8, depth=2, norm="cross"), 2, 1).double()
+    assert prob.kernel_route(model) == "jacobian"
+    k = prob.kernel(model, torch.tensor([1, 5, 9]))
+    assert k.shape == (3, 3) and torch.allclose(k, k.T)
 
 
 def test_iga_gradient_through_the_radon_operator_is_jt_s_r():

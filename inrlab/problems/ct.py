@@ -111,6 +111,7 @@ class CT(Problem):
     """
 
     in_dim, out_dim = 2, 1
+    linear = True
     outputs = ("reconstruction.png", "reconstruction.npy", "summary.png")
 
     def __init__(self, source: str, size: int | None = None, cfg: SignalConfig | None = None):
@@ -175,6 +176,20 @@ class CT(Problem):
     def forward(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Line integrals (B, 1) of the field values ``out`` (P, 1) at the batch's pixels."""
         return apply_rays(out, batch.extra["index"], batch.extra["weight"])
+
+    def apply_operator(self, batch: Batch, values: torch.Tensor) -> torch.Tensor:
+        """The rays of ``batch`` applied to columns ``values`` (P, F): (B, 1, F), through a sparse
+        (B, P) matrix of the Joseph weights (built once per batch)."""
+        a = batch.extra.get("matrix")
+        if a is None or a.dtype != values.dtype:
+            index, weight = batch.extra["index"], batch.extra["weight"]
+            rows = torch.arange(index.shape[0], device=index.device).repeat_interleave(index.shape[1])
+            a = torch.sparse_coo_tensor(torch.stack([rows, index.reshape(-1)]),
+                                        weight.reshape(-1).to(values.dtype),
+                                        (index.shape[0], batch.x.shape[0]),
+                                        check_invariants=False).coalesce()
+            batch.extra["matrix"] = a
+        return torch.sparse.mm(a, values)[:, None, :]
 
     # ------------------------------------------------------------------ scoring and pictures
     def image(self, model: torch.nn.Module) -> np.ndarray:

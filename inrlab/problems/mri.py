@@ -119,6 +119,7 @@ class MRI(Problem):
     """
 
     in_dim, out_dim = 2, 1
+    linear = True
     outputs = ("reconstruction.png", "reconstruction.npy", "summary.png")
 
     def __init__(self, source: str, size: int | None = None, cfg: SignalConfig | None = None):
@@ -181,6 +182,13 @@ class MRI(Problem):
         at the batch's k-space entries."""
         k = fft2c(out[:, 0].reshape(self.n, self.n))
         return torch.view_as_real(k).reshape(-1, 2)[batch.idx.to(out.device)]
+
+    def apply_operator(self, batch: Batch, values: torch.Tensor) -> torch.Tensor:
+        """The batch's k-space entries of each column of ``values`` (N², F) as an image:
+        (B, 2, F) (real, imaginary), one FFT per column."""
+        k = fft2c(values.T.reshape(-1, self.n, self.n)).reshape(values.shape[1], -1)
+        k = k[:, batch.idx.to(values.device)]  # (F, B)
+        return torch.stack([k.real, k.imag], 0).permute(2, 0, 1)
 
     # ------------------------------------------------------------------ scoring and pictures
     def image(self, model: torch.nn.Module) -> np.ndarray:
