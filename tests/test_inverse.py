@@ -384,3 +384,15 @@ def test_non_square_image_is_padded_to_a_square(tmp_path):
     p = load_problem(SignalConfig(f"ct:{tmp_path}/wide.png", 16))
     assert p.meta["padded_to_square"] == [32, 32] and p.truth.shape == (16, 16)
     assert np.abs(p.truth[:2]).max() < 0.05  # the zero band above the image
+
+
+def test_run_folders_written_before_the_ct_mri_sections_still_resume(tmp_path):
+    out = tmp_path / "old"
+    inrlab.fit("sines:3@64", "relu", steps=4, out=out, progress=False, overrides={"model.width": 8})
+    cfg = json.loads((out / "config.json").read_text())
+    del cfg["signal"]["ct"], cfg["signal"]["mri"]  # as written before these sections existed
+    (out / "config.json").write_text(json.dumps(cfg))
+    res = inrlab.fit("sines:3@64", "relu", steps=6, out=out, progress=False, resume=True,
+                     overrides={"model.width": 8})
+    assert res.metrics["steps"] == 6
+    assert inrlab.load_run(out).metrics["steps"] == 6
