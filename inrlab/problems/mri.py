@@ -186,9 +186,12 @@ class MRI(Problem):
     def apply_operator(self, batch: Batch, values: torch.Tensor) -> torch.Tensor:
         """The batch's k-space entries of each column of ``values`` (N², F) as an image:
         (B, 2, F) (real, imaginary), one FFT per column."""
-        k = fft2c(values.T.reshape(-1, self.n, self.n)).reshape(values.shape[1], -1)
-        k = k[:, batch.idx.to(values.device)]  # (F, B)
-        return torch.stack([k.real, k.imag], 0).permute(2, 0, 1)
+        n = self.n
+        k = torch.fft.fft2(values.reshape(n, n, -1), dim=(0, 1), norm="ortho").reshape(n * n, -1)
+        idx = batch.idx.to(values.device)  # centred (fftshift) positions → unshifted FFT rows
+        rows = ((idx // n - n // 2) % n) * n + (idx % n - n // 2) % n
+        k = k[rows]  # (B, F)
+        return torch.stack([k.real, k.imag], 1)
 
     # ------------------------------------------------------------------ scoring and pictures
     def image(self, model: torch.nn.Module) -> np.ndarray:
