@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--acceleration", type=float, default=4.0)
     p.add_argument("--kernel-size", type=int, default=32, help="image side of the eNTK problems")
     p.add_argument("--kernel-points", type=int, default=64, help="measurements in the eNTK")
+    p.add_argument("--parts", nargs="+", default=["steps", "kernels"], choices=["steps", "kernels"],
+                   help="which measurements to run (default both)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="bench/results/operators.json")
@@ -136,14 +138,16 @@ def kernel_times(args: argparse.Namespace, dev: torch.device) -> list[dict[str, 
 
 def main(args: argparse.Namespace) -> int:
     dev = resolve_device(args.device)
-    steps = step_times(args, dev)
-    kernels = kernel_times(args, dev)
-    print(f"\nfull-batch step, {args.size}², {dev}, {torch.get_num_threads()} threads")
-    print_table(steps, ["preset", "problem", "N", "measurements", "step_s", "direct_s", "operator_s",
-                        "overhead"])
-    print(f"\nmeasurement eNTK, {args.kernel_size}², {args.kernel_points} measurements")
-    print_table(kernels, ["preset", "problem", "n", "route", "operator_s", "jacobian_s", "speedup",
-                          "rel_err"])
+    steps = step_times(args, dev) if "steps" in args.parts else []
+    kernels = kernel_times(args, dev) if "kernels" in args.parts else []
+    if steps:
+        print(f"\nfull-batch step, {args.size}², {dev}, {torch.get_num_threads()} threads")
+        print_table(steps, ["preset", "problem", "N", "measurements", "step_s", "direct_s",
+                            "operator_s", "overhead"])
+    if kernels:
+        print(f"\nmeasurement eNTK, {args.kernel_size}², {args.kernel_points} measurements")
+        print_table(kernels, ["preset", "problem", "n", "route", "operator_s", "jacobian_s",
+                              "speedup", "rel_err"])
     write_results(args.out, "operators", steps + kernels,
                   {"size": args.size, "angles": args.angles, "acceleration": args.acceleration,
                    "width": args.width, "kernel_size": args.kernel_size,
