@@ -397,3 +397,12 @@ def test_run_folders_written_before_the_ct_mri_sections_still_resume(tmp_path):
                      overrides={"model.width": 8})
     assert res.metrics["steps"] == 6
     assert inrlab.load_run(out).metrics["steps"] == 6
+
+
+def test_mini_batches_of_rays_and_k_space_entries():
+    for prob in (_ct(16, 8), _mri(16)):
+        res = inrlab.fit(prob, "relu", steps=4, progress=False,
+                         overrides={"model.width": 16, "train.batch_size": 32})
+        assert np.isfinite(res.metrics["psnr"])
+    b = _ct(16, 8).batch(torch.tensor([3, 4]))
+    assert len(b.x) < 256  # only the pixels two rays cross are queried
