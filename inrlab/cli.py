@@ -63,6 +63,9 @@ def cmd_fit(args: argparse.Namespace, extra: dict[str, str]) -> int:
     print(f"{cfg.preset} on {res.problem.name}: PSNR {fmt(m.get('psnr'))} dB "
           f"(train {fmt(m.get('psnr_train'))}, held-out {fmt(m.get('psnr_heldout'))}), "
           f"SSIM {fmt(m.get('ssim'))}, {m.get('steps')} steps in {m.get('seconds', 0):.1f} s")
+    more = [f"{k[:-5]} {fmt(v)}" for k, v in m.items() if k.endswith("_psnr") and isinstance(v, float)]
+    if more:  # a problem's other PSNRs: measurements, baselines (FBP, SART, zero-filled, TV …)
+        print(f"  other PSNRs (dB): {', '.join(more)}")
     print(f"run folder: {out}")
     return 0
 

@@ -203,8 +203,67 @@ class TrainConfig:
 
 
 @dataclass
+class CTConfig:
+    """Parallel-beam CT (``ct:NAME`` problems): projection geometry and simulated noise."""
+
+    angles: int = 60  # projection angles evenly spaced over [0, angle_range)
+    angle_range: float = 180.0  # degrees
+    angle_list: list[float] | None = None  # explicit angles in degrees (replaces angles/angle_range)
+    detectors: int | None = None  # detector bins across the image diagonal (None: ceil(√2·N))
+    noise: float = 0.0  # Gaussian noise std as a fraction of the sinogram's maximum
+    noise_seed: int = 0
+    sart_iterations: int = 2  # SART baseline sweeps
+
+    def validate(self) -> None:
+        if self.angle_list is not None:
+            if not self.angle_list:
+                raise InrlabError("signal.ct.angle_list is empty: give at least one angle in degrees "
+                                  "(or unset it and use signal.ct.angles)")
+        else:
+            if self.angles <= 0:
+                raise InrlabError(f"signal.ct.angles={self.angles} is impossible: CT needs ≥ 1 "
+                                  f"projection angle")
+            _positive("signal.ct.angle_range", self.angle_range)
+        if self.detectors is not None and self.detectors < 2:
+            raise InrlabError(f"signal.ct.detectors={self.detectors} is impossible: give ≥ 2 "
+                              f"detector bins (or unset it for ceil(√2·N))")
+        if self.noise < 0:
+            raise InrlabError(f"signal.ct.noise={self.noise} is impossible: the noise level must be ≥ 0")
+        _positive("signal.ct.sart_iterations", self.sart_iterations)
+
+
+@dataclass
+class MRIConfig:
+    """Cartesian MRI (``mri:NAME`` problems): undersampling mask, noise and the TV baseline."""
+
+    acceleration: float = 4.0  # R: about N/R phase-encode lines (rows of k-space) are sampled
+    centre: float = 0.08  # fraction of the lines around k = 0 that are always sampled
+    mask_seed: int = 0  # seed of the random choice of the other lines
+    mask: str | None = None  # a .npy file of an (N, N) boolean k-space mask (centred), replacing the above
+    noise: float = 0.0  # complex Gaussian noise std as a fraction of max |k|
+    noise_seed: int = 0
+    tv_weight: float = 0.01  # TV compressed-sensing baseline: denoise_tv_chambolle weight (fixed)
+    tv_iterations: int = 100  # FISTA iterations of the TV baseline
+
+    def validate(self) -> None:
+        if not self.acceleration >= 1:
+            raise InrlabError(f"signal.mri.acceleration={self.acceleration} is impossible: R must be "
+                              f"≥ 1 (1 = fully sampled)")
+        if not 0 < self.centre <= 1:
+            raise InrlabError(f"signal.mri.centre={self.centre} must lie in (0, 1]: the fraction of "
+                              f"k-space lines around the centre that are always sampled")
+        if self.noise < 0:
+            raise InrlabError(f"signal.mri.noise={self.noise} is impossible: the noise level must be "
+                              f"≥ 0")
+        if self.tv_weight < 0:
+            raise InrlabError(f"signal.mri.tv_weight={self.tv_weight} must be ≥ 0")
+        _positive("signal.mri.tv_iterations", self.tv_iterations)
+
+
+@dataclass
 class SignalConfig:
-    """What is fitted: an image path or embedded name, or a 1-D spec such as ``sines:5,10,15``."""
+    """What is fitted: an image path or embedded name, a 1-D spec such as ``sines:5,10,15``, or a
+    registered problem kind (``ct:shepp_logan``, ``mri:dicom_mr`` …) with its section."""
 
     name: str = "astronaut"
     size: int | None = None  # images: resize so the longer side has this many pixels
@@ -212,6 +271,8 @@ class SignalConfig:
     heldout: float | None = None  # fraction of samples held out (None: 0.1 images, 0 for 1-D)
     samples: int = 2048  # 1-D: number of grid samples
     split_seed: int = 0  # seed of the held-out split (fixed across runs so they compare)
+    ct: CTConfig = field(default_factory=CTConfig)
+    mri: MRIConfig = field(default_factory=MRIConfig)
 
     def validate(self) -> None:
         if self.size is not None:
@@ -219,6 +280,8 @@ class SignalConfig:
         if self.heldout is not None and not 0 <= self.heldout < 1:
             raise InrlabError(f"signal.heldout={self.heldout} must lie in [0, 1)")
         _positive("signal.samples", self.samples)
+        self.ct.validate()
+        self.mri.validate()
 
 
 @dataclass

@@ -46,7 +46,8 @@ def model_spectrum(model: nn.Module, x: torch.Tensor | tuple[Problem, torch.Tens
         k = kernel(model, x.to(next(model.parameters()).device), method)
     if transform is not None:
         k = transform(k)
-    out: dict[str, Any] = {"method": resolve_method(model, method)}
+    route = x[0].kernel_route(model, method) if isinstance(x, tuple) else resolve_method(model, method)
+    out: dict[str, Any] = {"method": route}
     if grid_shape is not None:
         lam, vec = eigh(k, vectors=True)
         out |= summary(lam) | eigenvector_frequencies(vec[:, :n_vectors], grid_shape)

@@ -8,13 +8,17 @@ an embedded scikit-image name). New kinds: :func:`register_problem`.
 from __future__ import annotations
 
 from .base import PROBLEMS, Batch, GridData, Problem, load_problem, problem_prefix, register_problem
+from .ct import CT, build_ct
 from .function1d import Function1D, build_sines
 from .grid import Signal
 from .image import EMBEDDED, Image, build_image
+from .mri import MRI, build_mri
 
 register_problem("image", build_image, "an image file, an embedded scikit-image name or kodak:NAME")
 register_problem("kodak", build_image, "kodak:kodimNN, a Kodak image from $INRLAB_DATA")
 register_problem("sines", build_sines, "sines:K1,K2,…[@N], y = Σ sin(2π k x) on N samples")
+register_problem("ct", build_ct, "ct:shepp_logan|dicom_ct|dicom_mr|PATH, parallel-beam CT from a sinogram")
+register_problem("mri", build_mri, "mri:shepp_logan|dicom_mr|dicom_ct|PATH, Cartesian MRI (k-space)")
 
 __all__ = ["Problem", "Batch", "GridData", "PROBLEMS", "register_problem", "load_problem",
-           "problem_prefix", "Signal", "Function1D", "Image", "EMBEDDED"]
+           "problem_prefix", "Signal", "Function1D", "Image", "EMBEDDED", "CT", "MRI"]

@@ -89,6 +89,7 @@ class Problem(ABC):
     config: SignalConfig | None = None
     data_range: float | None = None
     identity: bool = False  # measurement i is the field's value at point i (direct fitting)
+    linear: bool = False  # forward is linear in the field's outputs and apply_operator exists
     band_bins: np.ndarray | None = None  # 1-D: the rfft bins of the band errors Δ_k (IGA sines)
     outputs: tuple[str, ...] = ("reconstruction.png", "summary.png")  # files save_outputs writes
 
@@ -138,16 +139,44 @@ class Problem(ABC):
         """The measurement-space eNTK K_m = J_m J_mᵀ on measurements ``idx`` (n,): (n, n), or
         (C·n, C·n) for ``outputs="full"`` (see :func:`inrlab.ntk.kernel`).
 
-        Direct fitting: the eNTK on the measured points (any route). Operators: the Jacobian of
-        A∘f (exact for any differentiable A); problems with a faster exact route override this."""
+        Direct fitting: the eNTK on the measured points (any route). Linear operators
+        (``linear``): A K Aᵀ matrix-free from per-point gradient features when the model allows
+        (:mod:`inrlab.ntk.operator`), unless ``method="jacobian"``. Otherwise the Jacobian of A∘f
+        (exact for any differentiable A)."""
         from ..ntk import kernel, measurement_kernel
 
         if self.identity:
             return kernel(model, self.points(idx), method=method, dtype=dtype, outputs=outputs)
+        if self.linear and method != "jacobian":
+            from ..ntk.operator import linear_operator_kernel, supports
+
+            if supports(model):
+                dev = next(model.parameters()).device
+                b = self.batch(torch.as_tensor(idx).cpu()).to(dev)
+                return linear_operator_kernel(model, b.x, lambda v: self.apply_operator(b, v),
+                                              dtype=dtype, outputs=outputs)
         if method == "structured":
             raise InrlabError(f"the structured eNTK has no route through the {self.meta.get('kind')} "
                               f"operator: use method='jacobian' (or 'auto')")
         return measurement_kernel(model, self, idx, dtype=dtype, outputs=outputs)
+
+    def kernel_route(self, model: nn.Module, method: str = "auto") -> str:
+        """Which route :meth:`kernel` takes for ``model``: ``structured`` / ``jacobian`` (direct
+        fitting, as :func:`inrlab.ntk.resolve_method`), ``operator`` (matrix-free A K Aᵀ) or
+        ``jacobian`` (of A∘f)."""
+        from ..ntk import resolve_method
+        from ..ntk.operator import supports
+
+        if self.identity:
+            return resolve_method(model, method)
+        return "operator" if self.linear and method != "jacobian" and supports(model) else "jacobian"
+
+    def apply_operator(self, batch: Batch, values: torch.Tensor) -> torch.Tensor:
+        """Linear problems (``linear = True``): the operator applied to F columns of field values
+        ``values`` (P, F) at ``batch.x``, (B, C_m, F), without autograd; what the matrix-free
+        measurement eNTK (:mod:`inrlab.ntk.operator`) contracts per-point gradients with."""
+        raise InrlabError(f"{self.meta.get('kind', type(self).__name__)} has no linear operator to "
+                          f"apply: set linear = False or implement apply_operator")
 
     def points(self, idx: torch.Tensor) -> torch.Tensor:
         """Query points (n, d) of the measurements ``idx`` of a direct-fitting problem."""

@@ -102,6 +102,17 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``config.json`` with the fields it predates (config sections added later, e.g.
+    ``signal.ct``) filled with their defaults, so an older run folder still matches its run."""
+    data = {k: v for k, v in saved.items() if k != "signal_meta"}
+    try:
+        full = from_dict(RunConfig, data).to_dict()
+    except InrlabError:  # a field this version does not know: compare as saved
+        return saved
+    return {**full, **({"signal_meta": saved["signal_meta"]} if "signal_meta" in saved else {})}
+
+
 class Trainer:
     """Trains one model on one problem; owns the run folder. Use :func:`run` or :func:`fit`."""
 
@@ -188,6 +199,7 @@ class Trainer:
             except (OSError, json.JSONDecodeError):
                 raise InrlabError(f"{cfg_path} is unreadable: use --overwrite or another --out") \
                     from None
+            old = _with_defaults(old)
             diff = _config_diff({**old, "train": {**old.get("train", {}), "steps": 0}},
                                 {**self.resolved, "train": {**self.resolved["train"], "steps": 0}})
             if diff:
