@@ -11,10 +11,18 @@ from .base import PROBLEMS, Batch, GridData, Problem, load_problem, problem_pref
 from .function1d import Function1D, build_sines
 from .grid import Signal
 from .image import EMBEDDED, Image, build_image
+from .video import Video, build_video
+from .volume import SDF, Occupancy, build_occupancy, build_sdf
 
 register_problem("image", build_image, "an image file, an embedded scikit-image name or kodak:NAME")
 register_problem("kodak", build_image, "kodak:kodimNN, a Kodak image from $INRLAB_DATA")
 register_problem("sines", build_sines, "sines:K1,K2,…[@N], y = Σ sin(2π k x) on N samples")
+register_problem("occ", build_occupancy, "occ:thai|bunny|sphere|PATH (.mat[.zip], .npy, mesh): "
+                 "occupancy volume, BCE on logits")
+register_problem("video", build_video, "video:bikes|carphone|bigbuckbunny|gif|PATH: a clip, "
+                 "(t, y, x) → RGB, 10 % of each frame held out")
+register_problem("sdf", build_sdf, "sdf:bunny|sphere|MESH: signed distance at surface, "
+                 "near-surface and uniform points")
 
 __all__ = ["Problem", "Batch", "GridData", "PROBLEMS", "register_problem", "load_problem",
-           "problem_prefix", "Signal", "Function1D", "Image", "EMBEDDED"]
+           "problem_prefix", "Signal", "Function1D", "Image", "EMBEDDED", "Occupancy", "SDF", "Video"]
