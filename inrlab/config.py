@@ -208,7 +208,7 @@ class VolumeConfig:
     size: int | None = None  # longest side after resampling (.mat/.npy); grid side for meshes (128)
     crop: bool = True  # .mat/.npy: crop to the occupied bounding box first (as the papers)
     inside: str = "ray"  # meshes: inside test, ray parity (watertight) or winding number (any)
-    chunk: int = 262_144  # points per forward pass when evaluating a whole volume
+    chunk: int = 65_536  # points per forward pass when evaluating a whole volume
     eval_voxels: int = 4_194_304  # periodic evaluations score at most this many random voxels
     mesh_size: int = 128  # marching-cubes grid (longest side) for mesh metrics and outputs; 0: off
     reference_size: int = 64  # longest side of the reference grid (FreSh, norm statistics)

@@ -157,6 +157,9 @@ def test_iga_3d_groups_are_neighbour_blocks_and_runs():
     assert (x.max(0).values - x.min(0).values).allclose(torch.full((3,), 2 / 3))
     runs = grid_groups((8, 8, 8), 256, "run")
     assert runs.shape == (2, 256) and torch.equal(runs[1], torch.arange(256, 512))
+    with pytest.raises(InrlabError, match="does not divide"):
+        grid_groups((10, 10, 10), 256, "run")
+    assert grid_groups((10, 10, 10), 256, "run", tail=True).shape == (3, 256)  # 232 left out
 
 
 def test_occupancy_fit_end_to_end(tmp_path):

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-size", type=int, default=None,
                    help="resample the evaluation volume (default: full size, uncropped)")
     p.add_argument("--eval-preset", default="hash", choices=list(PRESETS))
-    p.add_argument("--chunk", type=int, default=262_144)
+    p.add_argument("--chunk", type=int, default=65_536)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="bench/results/shapes.json")
 
