@@ -60,9 +60,17 @@ def cmd_fit(args: argparse.Namespace, extra: dict[str, str]) -> int:
     def fmt(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
 
-    print(f"{cfg.preset} on {res.problem.name}: PSNR {fmt(m.get('psnr'))} dB "
-          f"(train {fmt(m.get('psnr_train'))}, held-out {fmt(m.get('psnr_heldout'))}), "
-          f"SSIM {fmt(m.get('ssim'))}, {m.get('steps')} steps in {m.get('seconds', 0):.1f} s")
+    if "iou_train" in m:  # occupancy volumes
+        score = (f"IoU train {fmt(m.get('iou_train'))}, held-out {fmt(m.get('iou_heldout'))}, "
+                 f"Chamfer {fmt(m.get('chamfer'))}")
+    elif "sdf_l1_train" in m:  # signed distance fields
+        score = (f"mean |f − sdf| train {fmt(m.get('sdf_l1_train'))}, held-out "
+                 f"{fmt(m.get('sdf_l1_heldout'))}, IoU {fmt(m.get('iou'))}")
+    else:
+        score = (f"PSNR {fmt(m.get('psnr'))} dB (train {fmt(m.get('psnr_train'))}, held-out "
+                 f"{fmt(m.get('psnr_heldout'))}), SSIM {fmt(m.get('ssim'))}")
+    print(f"{cfg.preset} on {res.problem.name}: {score}, {m.get('steps')} steps in "
+          f"{m.get('seconds', 0):.1f} s")
     print(f"run folder: {out}")
     return 0
 

@@ -216,3 +216,16 @@ def test_thai_statue_loads_cropped():
     prob = load_problem(sig("occ:thai", size=64))
     assert prob.meta["cropped_shape"] == [304, 512, 262]
     assert max(prob.measurement_shape) == 64
+
+
+@pytest.mark.slow
+def test_sdf_fit_end_to_end(tmp_path):
+    res = inrlab.fit("sdf:sphere", "relu", steps=30, progress=False, out=tmp_path / "run",
+                     overrides={"signal.volume.points": 2000, "signal.volume.mesh_size": 16,
+                                "signal.volume.eikonal": 0.1, "model.width": 32,
+                                "model.depth": 2, "train.lr": 5e-3, "train.eval_every": 15})
+    first = res.history[0]["sdf_l1_train"]
+    assert res.metrics["sdf_l1_train"] < first and res.metrics["sdf_l1_heldout"] is not None
+    assert 0 <= res.metrics["iou"] <= 1 and "chamfer" in res.metrics
+    for f in ("reconstruction.ply", "surface.png", "slices.png", "summary.png"):
+        assert (tmp_path / "run" / f).exists()
