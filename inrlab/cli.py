@@ -16,6 +16,7 @@ from typing import Any
 
 from .cli_config import add_config_arguments, build_config, parse_overrides
 from .config import DEFAULT_PRESET, PRESETS, flatten, preset
+from .problems.base import fmt_metric
 from .errors import DivergedError, InrlabError
 from .experiments.cli import repro_parser
 from .fresh.cli import add_scoring_options, fresh_for_fit, fresh_parser, validate_parser
@@ -57,13 +58,9 @@ def cmd_fit(args: argparse.Namespace, extra: dict[str, str]) -> int:
         fresh.save(out)
     m = res.metrics
 
-    def fmt(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
-
-    print(f"{cfg.preset} on {res.problem.name}: PSNR {fmt(m.get('psnr'))} dB "
-          f"(train {fmt(m.get('psnr_train'))}, held-out {fmt(m.get('psnr_heldout'))}), "
-          f"SSIM {fmt(m.get('ssim'))}, {m.get('steps')} steps in {m.get('seconds', 0):.1f} s")
-    more = [f"{k[:-5]} {fmt(v)}" for k, v in m.items() if k.endswith("_psnr") and isinstance(v, float)]
+    print(f"{cfg.preset} on {res.problem.name}: {res.problem.headline(m)}, {m.get('steps')} steps "
+          f"in {m.get('seconds', 0):.1f} s")
+    more = [f"{k[:-5]} {fmt_metric(v)}" for k, v in m.items() if k.endswith("_psnr") and isinstance(v, float)]
     if more:  # a problem's other PSNRs: measurements, baselines (FBP, SART, zero-filled, TV …)
         print(f"  other PSNRs (dB): {', '.join(more)}")
     print(f"run folder: {out}")

@@ -42,6 +42,10 @@ def resolve_path(name: str) -> str:
     if name in paths:
         return name
     hits = [p for p in paths if p.endswith("." + name)]
+    if len(hits) > 1:  # the shallowest path wins (``size`` → signal.size, not signal.volume.size)
+        depth = min(p.count(".") for p in hits)
+        if sum(p.count(".") == depth for p in hits) == 1:
+            hits = [p for p in hits if p.count(".") == depth]
     if len(hits) == 1:
         return hits[0]
     if hits:

@@ -202,6 +202,62 @@ class TrainConfig:
         self.fr.validate()
 
 
+SDF_LOSSES = ("l1", "mse")
+INSIDE_METHODS = ("ray", "winding")
+
+
+@dataclass
+class VolumeConfig:
+    """3-D shapes (``occ:…``, ``sdf:…``): resampling, evaluation chunks and SDF point sampling."""
+
+    size: int | None = None  # longest side after resampling (.mat/.npy); grid side for meshes (128)
+    crop: bool = True  # .mat/.npy: crop to the occupied bounding box first (as the papers)
+    inside: str = "ray"  # meshes: inside test, ray parity (watertight) or winding number (any)
+    chunk: int = 65_536  # points per forward pass when evaluating a whole volume
+    eval_voxels: int = 4_194_304  # periodic evaluations score at most this many random voxels
+    mesh_size: int = 128  # marching-cubes grid (longest side) for mesh metrics and outputs; 0: off
+    reference_size: int = 64  # longest side of the reference grid (FreSh, norm statistics)
+    points: int = 100_000  # sdf: sampled points (surface + near-surface + uniform)
+    surface: float = 0.4  # sdf: fraction of points on the surface
+    near: float = 0.4  # sdf: fraction near the surface (Gaussian offsets); the rest uniform
+    near_sigma: float = 0.02  # sdf: std of the near-surface offsets ([−1, 1]³ units)
+    loss: str = "l1"  # sdf: l1 | mse
+    eikonal: float = 0.0  # sdf: weight of the eikonal term mean((‖∇f‖ − 1)²); 0: off
+
+    def validate(self) -> None:
+        if self.size is not None and self.size < 2:
+            raise InrlabError(f"signal.volume.size={self.size} is impossible: it must be ≥ 2")
+        _choice("signal.volume.inside", self.inside, INSIDE_METHODS)
+        _choice("signal.volume.loss", self.loss, SDF_LOSSES)
+        for name in ("chunk", "eval_voxels", "points", "near_sigma", "reference_size"):
+            _positive(f"signal.volume.{name}", getattr(self, name))
+        if self.mesh_size < 0 or self.mesh_size == 1:
+            raise InrlabError(f"signal.volume.mesh_size={self.mesh_size}: use 0 (off) or ≥ 2")
+        if self.surface < 0 or self.near < 0 or self.surface + self.near > 1:
+            raise InrlabError("signal.volume.surface and .near are fractions ≥ 0 summing to ≤ 1")
+        if self.eikonal < 0:
+            raise InrlabError(f"signal.volume.eikonal={self.eikonal} must be ≥ 0")
+
+
+@dataclass
+class VideoConfig:
+    """Video clips (``video:…``): which frames, at which size."""
+
+    frames: int | None = None  # keep at most this many frames (after the stride)
+    start: int = 0  # first frame
+    stride: int = 1  # keep every stride-th frame
+    size: int | None = None  # resize frames so the longer side has this many pixels
+
+    def validate(self) -> None:
+        if self.frames is not None and self.frames < 2:
+            raise InrlabError(f"signal.video.frames={self.frames}: a video needs at least 2 frames")
+        if self.start < 0:
+            raise InrlabError(f"signal.video.start={self.start} must be ≥ 0")
+        _positive("signal.video.stride", self.stride)
+        if self.size is not None and self.size < 2:
+            raise InrlabError(f"signal.video.size={self.size} is impossible: it must be ≥ 2")
+
+
 @dataclass
 class CTConfig:
     """Parallel-beam CT (``ct:NAME`` problems): projection geometry and simulated noise."""
@@ -273,6 +329,8 @@ class SignalConfig:
     split_seed: int = 0  # seed of the held-out split (fixed across runs so they compare)
     ct: CTConfig = field(default_factory=CTConfig)
     mri: MRIConfig = field(default_factory=MRIConfig)
+    volume: VolumeConfig = field(default_factory=VolumeConfig)  # occ:… and sdf:… shapes
+    video: VideoConfig = field(default_factory=VideoConfig)  # video:… clips
 
     def validate(self) -> None:
         if self.size is not None:
@@ -282,6 +340,8 @@ class SignalConfig:
         _positive("signal.samples", self.samples)
         self.ct.validate()
         self.mri.validate()
+        self.volume.validate()
+        self.video.validate()
 
 
 @dataclass

@@ -92,6 +92,9 @@ class Problem(ABC):
     linear: bool = False  # forward is linear in the field's outputs and apply_operator exists
     band_bins: np.ndarray | None = None  # 1-D: the rfft bins of the band errors Δ_k (IGA sines)
     outputs: tuple[str, ...] = ("reconstruction.png", "summary.png")  # files save_outputs writes
+    # mini-batch size used when train.batch_size is unset (None: full batch); problems too large
+    # for a full batch (volumes, video) set it and refuse full_batch()
+    default_batch_size: int | None = None
 
     # ------------------------------------------------------------------ training
     @property

@@ -42,16 +42,21 @@ KernelFn = Callable[..., torch.Tensor]
 # --------------------------------------------------------------------------- grouping
 
 
-def grid_groups(grid_shape: Sequence[int], group: int, layout: str = "auto") -> torch.Tensor:
+def grid_groups(grid_shape: Sequence[int], group: int, layout: str = "auto",
+                tail: bool = False) -> torch.Tensor:
     """Group a row-major grid into equal groups: (n, p) int64 coordinate indices.
 
     ``layout="auto"``: 1-D runs of ``group`` samples; 2-D ``group``×``group`` patches (p = P²,
     slots row-major inside the patch); 3-D ``group``³ blocks. ``layout="run"``: runs of ``group``
     consecutive flat indices for any dimension. A group size that does not tile the grid is an
-    error (IGA needs equal groups): choose a divisor, or resize/crop the signal.
+    error (IGA needs equal groups): choose a divisor, or resize/crop the signal. Exception:
+    ``layout="run"`` with ``tail=True`` leaves the last total mod ``group`` samples out of every
+    group (the IGA reference code's 3-D runs of 256 voxels on volumes of any size).
     """
     shape = tuple(int(s) for s in grid_shape)
     total = math.prod(shape)
+    if layout == "run" and tail:
+        return torch.arange(total - total % group).view(total // group, group)
     if layout == "run" or len(shape) == 1:
         if total % group:
             raise InrlabError(f"IGA group size p={group} does not divide the {total} samples: "
@@ -222,14 +227,21 @@ class IGA(Technique):
             self.index = check_groups(self.user_groups, total)
             self.centre = self.index.shape[1] // 2
         else:
-            self.index = grid_groups(shape, c.group, c.layout)
+            # mini-batches of whole groups never meet a partial tail run, so it may stay ungrouped
+            sampled = (self.cfg.batch_size or problem.default_batch_size) is not None
+            tail = c.layout == "run" and sampled and total % c.group < total
+            self.index = grid_groups(shape, c.group, c.layout, tail=tail)
             self.centre = centre_slot(shape, c.group, c.layout)
         n, p = self.index.shape
         slot_of = torch.full((total,), -1, dtype=torch.long)
         slot_of[self.index.reshape(-1)] = torch.arange(n * p)
-        if (slot_of[problem.train_idx] < 0).any():
+        uncovered = int((slot_of[problem.train_idx] < 0).sum())
+        if uncovered and (self.user_groups is not None or uncovered >= p):
             raise InrlabError("some training measurements belong to no IGA group: the groups must "
                               "cover every training measurement")
+        if uncovered:
+            warnings.warn(f"IGA: the last {uncovered} training measurements do not fill a run of "
+                          f"{p} and are not trained on", RuntimeWarning, stacklevel=2)
         if c.representative.isdigit() and int(c.representative) >= p:
             raise InrlabError(f"train.iga.representative slot {c.representative} is outside the "
                               f"group of p={p} points: give 0 … {p - 1}")

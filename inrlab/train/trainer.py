@@ -297,7 +297,8 @@ class Trainer:
     def _train(self, stop: DeferredStop) -> FitResult:
         t = self.cfg.train
         prob, dev = self.problem, self.device
-        full = t.batch_size is None or t.batch_size >= prob.n_train
+        batch_size = t.batch_size if t.batch_size is not None else prob.default_batch_size
+        full = batch_size is None or batch_size >= prob.n_train
         full_batch = prob.full_batch().to(dev) if full else None
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc=f"{self.cfg.preset or 'model'} on {prob.name}", leave=True)
@@ -319,7 +320,7 @@ class Trainer:
                 if full_batch is not None:
                     batch = full_batch
                 else:
-                    batch = prob.batch(self.technique.sample_batch(prob, t.batch_size, self.gen))
+                    batch = prob.batch(self.technique.sample_batch(prob, batch_size, self.gen))
                     batch = batch.to(dev)
                 for g in self.opt.param_groups:
                     g["lr"] = t.lr * lr_factor(t, self.step)

@@ -1,0 +1,91 @@
+"""Every method on 3-D problems (smoke): grid encodings, activations, norms, FR, IGA, FreSh and
+the eNTK on occupancy volumes and video."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("trimesh")
+
+import inrlab  # noqa: E402
+from inrlab.config import ACTIVATIONS, NORMS, SignalConfig  # noqa: E402
+from inrlab.problems import load_problem  # noqa: E402
+
+SMALL = {"signal.volume.size": 10, "signal.volume.mesh_size": 0, "model.width": 16,
+         "model.depth": 2, "train.eval_every": 2}
+
+
+def fit(preset: str, steps: int = 2, signal: str = "occ:sphere", **over):
+    return inrlab.fit(signal, preset, steps=steps, progress=False, overrides={**SMALL, **over})
+
+
+@pytest.mark.parametrize("preset", ["mpe", "hash", "pe", "ffe", "siren"])
+def test_encodings_in_3d(preset):
+    over = {"model.encoding.finest_resolution": 16, "model.encoding.base_resolution": 4,
+            "model.encoding.log2_table_size": 8} if preset in ("mpe", "hash") else {}
+    res = fit(preset, **over)
+    assert res.model.encoding.__class__.__name__ != "" and res.metrics["iou_train"] is not None
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_activations_in_3d(act):
+    assert fit("relu", **{"model.activation.kind": act}).metrics["eval_voxels"] == 1000
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_norms_in_3d(norm):
+    res = fit("pe", **{"model.norm": norm, "train.batch_size": 256})
+    assert res.metrics["iou_heldout"] is not None
+
+
+def test_fr_in_3d():
+    assert fit("relu", **{"train.technique": "fr"}).metrics["iou_train"] is not None
+
+
+def test_iga_paper_grouping_in_3d():
+    """Runs of 256 voxels, one centre representative each (the paper's 3-D setting)."""
+    res = fit("relu", signal="occ:sphere", **{"signal.volume.size": 16, "train.technique": "iga",
+                                               "train.iga.group": 256, "train.iga.layout": "run",
+                                               "train.iga.representative": "centre",
+                                               "train.iga.end": 7, "train.batch_size": 256 * 12})
+    assert res.metrics["iou_train"] is not None
+
+
+def test_iga_on_video():
+    res = fit("relu", signal="video:gif", **{"train.technique": "iga", "train.iga.group": 14,
+                                             "train.iga.layout": "run",
+                                             "signal.video.frames": 8, "train.iga.end": 5,
+                                             "train.batch_size": 512})
+    assert res.metrics["psnr_train"] > 0
+
+
+def test_entk_on_volume_points():
+    from inrlab.config import preset
+    from inrlab.models import build_model
+    from inrlab.ntk import kernel
+    from inrlab.ntk.points import sample_points
+
+    c = SignalConfig("occ:sphere")
+    c.volume.size = 12
+    prob = load_problem(c)
+    idx, _ = sample_points(prob, 40, "random", 0)
+    model = build_model(preset("relu").model, 3, 1)
+    k = prob.kernel(model, idx)
+    assert k.shape == (40, 40)
+    torch.testing.assert_close(k, kernel(model, prob.points(idx), method="jacobian",
+                                         dtype=torch.float64), rtol=1e-6, atol=1e-8)
+
+
+def test_fresh_on_volume_and_video():
+    from inrlab.fresh.select import select
+
+    c = SignalConfig("occ:sphere")
+    c.volume.size, c.volume.reference_size = 16, 16
+    r = select(load_problem(c), "siren", "model.activation.omega0_first", [10.0, 30.0],
+               inits=2, bins=4)
+    assert len(r.ranking()) == 2
+    v = SignalConfig("video:gif")
+    r = select(load_problem(v), "siren", "model.activation.omega0_first", [10.0, 30.0],
+               inits=2, bins=4)
+    assert len(r.ranking()) == 2
