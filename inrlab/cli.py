@@ -20,6 +20,7 @@ from .errors import DivergedError, InrlabError
 from .experiments.cli import repro_parser
 from .fresh.cli import add_scoring_options, fresh_for_fit, fresh_parser, validate_parser
 from .ntk.cli import ntk_parser
+from .problems.nerf.cli import render_parser, scene_parser
 from .sweep.cli import report_parser, sweep_parser
 
 # ---------------------------------------------------------------------------- commands
@@ -112,7 +113,7 @@ def cmd_bench(args: argparse.Namespace, extra: dict[str, str]) -> int:
 # Each command module contributes one parser builder; later features append here.
 PARSERS: list[Callable[[Any], None]] = [_fit_parser, _presets_parser, _fields_parser, _bench_parser,
                                         ntk_parser, sweep_parser, report_parser, repro_parser,
-                                        fresh_parser, validate_parser]
+                                        fresh_parser, validate_parser, scene_parser, render_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

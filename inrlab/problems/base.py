@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import SignalConfig
+from ..config import ModelConfig, SignalConfig
 from ..errors import InrlabError
 
 
@@ -91,6 +91,25 @@ class Problem(ABC):
     identity: bool = False  # measurement i is the field's value at point i (direct fitting)
     band_bins: np.ndarray | None = None  # 1-D: the rfft bins of the band errors Δ_k (IGA sines)
     outputs: tuple[str, ...] = ("reconstruction.png", "summary.png")  # files save_outputs writes
+    group_layout: str = "auto"  # IGA's grouping when train.iga.layout is auto (NeRF: "slices")
+
+    # ------------------------------------------------------------------ the field
+    def build_model(self, cfg: ModelConfig) -> nn.Module:
+        """The field this problem trains, described by ``cfg``: the coordinate network
+        (``inrlab.models.build_model``) by default; rendering problems build a radiance field."""
+        from ..models import build_model
+
+        return build_model(cfg, self.in_dim, self.out_dim)
+
+    def step(self, model: nn.Module, step: int) -> None:
+        """Called by the trainer before each training step with the model being trained. Problems
+        whose sampling adapts to the field (NeRF's occupancy grid) update here; default: nothing."""
+        return None
+
+    def statistics_points(self) -> torch.Tensor:
+        """Query points (N, d) on which batch-coupled normalizations freeze their statistics after
+        training: the reference grid's coordinates by default."""
+        return self.reference().coords
 
     # ------------------------------------------------------------------ training
     @property

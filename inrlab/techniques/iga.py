@@ -45,12 +45,24 @@ def grid_groups(grid_shape: Sequence[int], group: int, layout: str = "auto") -> 
     """Group a row-major grid into equal groups: (n, p) int64 coordinate indices.
 
     ``layout="auto"``: 1-D runs of ``group`` samples; 2-D ``group``×``group`` patches (p = P²,
-    slots row-major inside the patch); 3-D ``group``³ blocks. ``layout="run"``: runs of ``group``
+    slots row-major inside the patch); 3-D ``group``³ blocks. ``layout="slices"``: ``group``×``group``
+    patches of the last two axes within every index of the leading ones (rays of neighbouring
+    pixels in one view). ``layout="run"``: runs of ``group``
     consecutive flat indices for any dimension. A group size that does not tile the grid is an
     error (IGA needs equal groups): choose a divisor, or resize/crop the signal.
     """
     shape = tuple(int(s) for s in grid_shape)
     total = math.prod(shape)
+    if layout == "slices":
+        if len(shape) < 2:
+            raise InrlabError(f"IGA's slices layout needs a grid of ≥ 2 axes, not {shape}: use "
+                              f"train.iga.layout = run")
+        *lead, h, w = shape
+        if h % group or w % group:
+            raise InrlabError(f"IGA patch side {group} does not divide the {h}×{w} slices: choose "
+                              f"a common divisor of the sides (train.iga.group) or resize")
+        ids = torch.arange(total).view(-1, h // group, group, w // group, group)
+        return ids.permute(0, 1, 3, 2, 4).reshape(-1, group * group)
     if layout == "run" or len(shape) == 1:
         if total % group:
             raise InrlabError(f"IGA group size p={group} does not divide the {total} samples: "
@@ -78,6 +90,8 @@ def centre_slot(grid_shape: Sequence[int], group: int, layout: str = "auto") -> 
     """The slot of a group's centre point (for even sides, the one just past the middle)."""
     if layout == "run" or len(grid_shape) == 1:
         return group // 2
+    if layout == "slices":
+        return (group // 2) * group + group // 2
     return sum((group // 2) * group ** i for i in range(len(grid_shape)))
 
 
@@ -207,8 +221,9 @@ class IGA(Technique):
             self.index = check_groups(self.user_groups, total)
             self.centre = self.index.shape[1] // 2
         else:
-            self.index = grid_groups(shape, c.group, c.layout)
-            self.centre = centre_slot(shape, c.group, c.layout)
+            layout = problem.group_layout if c.layout == "auto" else c.layout
+            self.index = grid_groups(shape, c.group, layout)
+            self.centre = centre_slot(shape, c.group, layout)
         n, p = self.index.shape
         slot_of = torch.full((total,), -1, dtype=torch.long)
         slot_of[self.index.reshape(-1)] = torch.arange(n * p)
