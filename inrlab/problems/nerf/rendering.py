@@ -117,9 +117,9 @@ def scatter(out: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.
     """Raw field outputs (P, 4) of the kept samples ``keep`` (B, S) → dense raw density (B, S)
     and raw RGB (B, S, 3), zeros where skipped. Differentiable in ``out``."""
     b, s = keep.shape
-    raw_sigma = out.new_zeros(b, s).masked_scatter(keep, out[:, 0])
-    raw_rgb = out.new_zeros(b, s, 3).masked_scatter(keep[..., None].expand(-1, -1, 3), out[:, 1:])
-    return raw_sigma, raw_rgb
+    rows = torch.nonzero(keep.reshape(-1)).squeeze(1)
+    dense = out.new_zeros(b * s, out.shape[1]).index_copy(0, rows, out).view(b, s, -1)
+    return dense[..., 0], dense[..., 1:]
 
 
 def render_outputs(out: torch.Tensor, samples: Samples, activation: str, background: float
