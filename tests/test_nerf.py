@@ -17,6 +17,7 @@ import inrlab
 from inrlab.cli import main
 from inrlab.config import SignalConfig, preset, set_field
 from inrlab.errors import InrlabError
+from inrlab.geometry import load_mesh
 from inrlab.models.radiance import SphericalHarmonics
 from inrlab.problems import load_problem
 from inrlab.problems.nerf import NeRF, SceneSettings, load_views, render_scene
@@ -29,7 +30,7 @@ from inrlab.problems.nerf.rendering import (
     render_outputs,
     update_occupancy,
 )
-from inrlab.problems.nerf.scene import Caster, load_mesh
+from inrlab.problems.nerf.scene import Caster
 
 BUNNY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes" / "bunny.obj.gz"
 

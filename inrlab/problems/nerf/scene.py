@@ -2,7 +2,8 @@
 
 ``render_scene(mesh, out, views=…, size=…, seed=…)`` (the CLI's ``inrlab scene render``):
 
-* the mesh (OBJ, PLY, STL, OFF, GLB …, optionally gzipped) is loaded with trimesh, rotated from
+* the mesh (OBJ, PLY, STL, OFF, GLB …, optionally gzipped) is loaded by
+  :func:`inrlab.geometry.load_mesh`, rotated from
   OBJ's Y-up to Blender's Z-up (``up="y"``), centred on its bounding box and scaled so its largest
   half-extent is ``extent`` (default 1: the object fills [-1, 1]³, well inside the NeRF
   ``signal.nerf.bound`` of 1.5);
@@ -31,8 +32,6 @@ Everything is deterministic given ``seed``.
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import math
 import shutil
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InrlabError
+from ...geometry import load_mesh
 from .cameras import focal_from_fov, pixel_directions, sphere_poses
 
 BLENDER_FOV = 0.6911112070083618  # 2·atan(18/50): Blender's default 50 mm lens, 36 mm sensor
@@ -83,29 +83,6 @@ class SceneSettings:
 
 
 # --------------------------------------------------------------------------- the mesh
-
-
-def load_mesh(path: str | Path) -> Any:
-    """A ``trimesh.Trimesh`` from ``path`` (any format trimesh reads; ``.gz`` is decompressed).
-    Raises :class:`InrlabError` when the file is missing, unreadable or holds no triangles."""
-    import trimesh
-
-    p = Path(path)
-    if not p.is_file():
-        raise InrlabError(f"mesh file {str(p)!r} not found: check the path")
-    kind = p.suffixes[-2] if p.suffix == ".gz" and len(p.suffixes) > 1 else p.suffix
-    try:
-        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-        mesh = trimesh.load(io.BytesIO(raw), file_type=kind.lstrip(".").lower(), force="mesh",
-                            process=True)
-    except Exception as e:  # noqa: BLE001  (trimesh raises many types for bad files)
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
-        raise InrlabError(f"cannot load mesh {str(p)!r} ({first}): give an OBJ/PLY/STL/OFF/GLB "
-                          f"file with triangles") from None
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or \
-            not np.all(np.isfinite(mesh.vertices)):
-        raise InrlabError(f"mesh {str(p)!r} holds no (finite) triangles: give a triangle mesh")
-    return mesh
 
 
 def normalise(mesh: Any, extent: float, up: str) -> tuple[Any, dict[str, Any]]:
