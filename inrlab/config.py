@@ -253,14 +253,18 @@ class NeRFConfig:
     test_views: int | None = 8  # test views scored by the final evaluation (None: all)
     quick_views: int = 1  # test views scored by the periodic evaluations
     fresh_views: int = 4  # training views tiled into FreSh's reference mosaic
+    eikonal_weight: float = 0.1  # neus: weight of the eikonal term mean (‖∇f‖ − 1)²
+    mesh_resolution: int = 64  # neus: marching-cubes grid cells per axis of the extracted mesh
 
     def validate(self) -> None:
         if not 0 <= self.near < self.far:
             raise InrlabError(f"signal.nerf.near={self.near}, far={self.far}: need 0 ≤ near < far")
         for name in ("bound", "ray_samples", "downscale", "grid_every", "grid_threshold",
-                     "quick_views", "fresh_views"):
+                     "quick_views", "fresh_views", "mesh_resolution"):
             _positive(f"signal.nerf.{name}", getattr(self, name))
         _choice("signal.nerf.density_activation", self.density_activation, DENSITY_ACTIVATIONS)
+        if self.eikonal_weight < 0:
+            raise InrlabError("signal.nerf.eikonal_weight must be ≥ 0")
         if self.grid < 0 or self.grid_warmup < 0:
             raise InrlabError("signal.nerf.grid and grid_warmup must be ≥ 0 (grid 0: no skipping)")
         if not 0 < self.grid_decay <= 1:

@@ -24,10 +24,12 @@ from inrlab.problems.nerf import NeRF, SceneSettings, load_views, render_scene
 from inrlab.problems.nerf.cameras import camera_rays, focal_from_fov, project
 from inrlab.problems.nerf.rendering import (
     composite,
+    composite_alpha,
     march,
     occupied,
     ray_box,
     render_outputs,
+    sdf_alpha,
     update_occupancy,
 )
 from inrlab.problems.nerf.scene import Caster
@@ -381,3 +383,49 @@ def test_render_refuses_a_run_that_is_not_a_rendering_problem(tmp_path: Path, ca
     assert main(["render", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a rendering problem" in err and "\n" not in err
+
+
+# --------------------------------------------------------------------------- NeuS
+
+
+def test_sdf_opacity_telescopes_to_the_closed_form():
+    """For f decreasing along the ray, NeuS's α gives T_k = Φ(f_k)/Φ(f_0), so the weights
+    telescope: w_k = (Φ(f_k) − Φ(f_{k+1}))/Φ(f_0) and Σw = 1 − Φ(f_{S−1})/Φ(f_0); with a sharp
+    Φ_s the weight sits on the section that crosses the surface."""
+    t = torch.linspace(2, 6, 65, dtype=torch.float64)[None]
+    f = 0.8 * (4.1 - t)  # a plane crossed at t = 4.1, at an angle (|cos| = 0.8)
+    s = torch.tensor(200.0, dtype=torch.float64)
+    alpha = sdf_alpha(f, torch.ones(1, 64, dtype=torch.bool), s)
+    _, w, acc, depth = composite_alpha(alpha, torch.zeros(1, 65, 3, dtype=torch.float64), t, 1.0)
+    phi = torch.sigmoid(s * f)[0]
+    assert torch.allclose(w[0, :-1], (phi[:-1] - phi[1:]) / phi[0], atol=1e-8)
+    assert float(acc) == pytest.approx(1 - float(phi[-1] / phi[0]), abs=1e-4)  # ε = 1e-5 guards
+    assert abs(float(depth) - 4.1) < 4 / 64  # within one section of the surface
+
+
+def test_neus_trains_and_extracts_a_mesh(scene: Path, tmp_path: Path):
+    cfg = _cfg(scene, **{"train.steps": 3, "signal.nerf.grid": 0, "signal.nerf.mesh_resolution": 16})
+    cfg.signal.name = f"neus:{scene}"
+    res = inrlab.run(cfg, tmp_path / "neus", progress=False)
+    m = res.metrics
+    assert math.isfinite(m["psnr"]) and math.isfinite(m["chamfer"]) and m["chamfer"] > 0
+    assert (tmp_path / "neus" / "mesh.ply").is_file()
+    assert res.model.log_s.grad is not None or res.model.log_s.requires_grad
+
+
+@pytest.mark.slow
+def test_neus_fit_improves_chamfer_over_its_initial_sphere(scene: Path):
+    import trimesh
+
+    from inrlab.geometry import chamfer_normal_consistency
+
+    cfg = _cfg(scene, **{"train.steps": 300, "train.eval_every": 300, "signal.nerf.grid": 0,
+                         "signal.nerf.mesh_resolution": 32})
+    cfg.signal.name = f"neus:{scene}"
+    prob = load_problem(cfg.signal)
+    gt = trimesh.load(scene / "mesh.obj", force="mesh")
+    torch.manual_seed(0)
+    start = chamfer_normal_consistency(prob.extract_mesh(prob.build_model(cfg.model)), gt,
+                                       n=30_000)["chamfer"]
+    res = inrlab.run(cfg, None, progress=False)
+    assert res.metrics["chamfer"] < 0.8 * start

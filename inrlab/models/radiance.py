@@ -114,3 +114,30 @@ class RadianceField(nn.Module):
         out = self.head(self.features(x[:, :3]))
         rgb = self.colour(torch.cat([out[:, 1:], self.view_encoding(x[:, 3:])], 1))
         return torch.cat([out[:, :1], rgb], 1)
+
+
+class SDFField(RadianceField):
+    """f: (N, 6) → (N, 5) = [signed distance, raw RGB, log s] for NeuS-style surface rendering.
+
+    The distance is the network's first head output plus the analytic sphere ‖p‖ − ``radius``
+    (p in the normalised [-1, 1]³), so training starts from a sphere as NeuS's geometric
+    initialisation does, for any encoding. ``log_s`` is the learnable log sharpness of the
+    logistic density Φ_s(x) = sigmoid(s·x), s = exp(log_s), broadcast to every point so that the
+    rendering operator (which sees outputs only) can use it. No occupancy grid: NeuS's opacity
+    needs consecutive samples."""
+
+    def __init__(self, cfg: ModelConfig, radius: float = 0.5, log_s: float = 3.0):
+        super().__init__(cfg, grid=0)
+        self.out_dim, self.radius = 5, radius
+        self.log_s = nn.Parameter(torch.tensor(float(log_s)))
+
+    def sdf(self, pos: torch.Tensor) -> torch.Tensor:
+        """Signed distance (N,) at normalised positions ``pos`` (N, 3) (negative inside)."""
+        return self.density(pos) + pos.norm(dim=1) - self.radius
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pos = x[:, :3]
+        out = self.head(self.features(pos))
+        rgb = self.colour(torch.cat([out[:, 1:], self.view_encoding(x[:, 3:])], 1))
+        sdf = out[:, :1] + pos.norm(dim=1, keepdim=True) - self.radius
+        return torch.cat([sdf, rgb, self.log_s.expand(x.shape[0], 1)], 1)

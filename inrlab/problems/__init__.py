@@ -11,12 +11,13 @@ from .base import PROBLEMS, Batch, GridData, Problem, load_problem, problem_pref
 from .function1d import Function1D, build_sines
 from .grid import Signal
 from .image import EMBEDDED, Image, build_image
-from .nerf import NeRF, build_nerf
+from .nerf import NeRF, NeuS, build_nerf, build_neus
 
 register_problem("image", build_image, "an image file, an embedded scikit-image name or kodak:NAME")
 register_problem("kodak", build_image, "kodak:kodimNN, a Kodak image from $INRLAB_DATA")
 register_problem("sines", build_sines, "sines:K1,K2,…[@N], y = Σ sin(2π k x) on N samples")
 register_problem("nerf", build_nerf, "nerf:DIR, a Blender-format scene (transforms_*.json + RGBA PNGs)")
+register_problem("neus", build_neus, "neus:DIR, NeuS-style surface reconstruction of a Blender scene")
 
 __all__ = ["Problem", "Batch", "GridData", "PROBLEMS", "register_problem", "load_problem",
-           "problem_prefix", "Signal", "Function1D", "Image", "EMBEDDED", "NeRF"]
+           "problem_prefix", "Signal", "Function1D", "Image", "EMBEDDED", "NeRF", "NeuS"]

@@ -107,7 +107,13 @@ class NeRF(Problem):
     def forward(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Pixel colours (B, 3) rendered from the field's raw outputs (P, 4) at ``batch.x``."""
         s = Samples(batch.extra["t"], batch.extra["keep"], batch.x, batch.extra["delta"])
-        return render_outputs(out, s, self.nerf.density_activation, self.background)[0]
+        return self.render_samples(out, s)[0]
+
+    def render_samples(self, out: torch.Tensor, samples: Samples
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Colour (B, 3), weights (B, S), opacity (B,) and depth (B,) of rays whose kept samples
+        the field answered with ``out`` (P, C): density rendering (:mod:`.rendering`)."""
+        return render_outputs(out, samples, self.nerf.density_activation, self.background)
 
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
@@ -124,8 +130,7 @@ class NeRF(Problem):
             for i in range(0, len(origins), chunk):
                 o, d = origins[i:i + chunk].to(p.device), dirs[i:i + chunk].to(p.device)
                 s = self._march(o, d, False, grid)
-                c, _, acc, dep = render_outputs(model(s.x.to(p.dtype)), s,
-                                                self.nerf.density_activation, self.background)
+                c, _, acc, dep = self.render_samples(model(s.x.to(p.dtype)), s)
                 cols.append(c.float().cpu())
                 depths.append(dep.float().cpu())
                 accs.append(acc.float().cpu())
@@ -266,8 +271,7 @@ class NeRF(Problem):
                          dtype=out.dtype)
         idx = self._mosaic_index().to(device)
         for r in range(out.shape[0]):
-            res[r, idx] = render_outputs(out[r], s, self.nerf.density_activation,
-                                         self.background)[0]
+            res[r, idx] = self.render_samples(out[r], s)[0]
         return res
 
     def statistics_points(self) -> torch.Tensor:

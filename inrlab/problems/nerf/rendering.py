@@ -144,3 +144,27 @@ def update_occupancy(grid: torch.Tensor, density: Callable[[torch.Tensor], torch
                      for i in range(0, len(pos), chunk)]).view(g, g, g).to(grid.dtype)
     old = torch.where(torch.isfinite(grid), grid * decay, torch.zeros_like(grid))
     grid.copy_(torch.maximum(old, sig))
+
+
+def composite_alpha(alpha: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, background: float
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Alpha compositing of opacities ``alpha`` (B, S) in [0, 1] and colours ``rgb`` (B, S, 3):
+    w_k = α_k Π_{j<k} (1 − α_j); returns colour (B, 3), w (B, S), Σw (B,), depth (B,) as
+    :func:`composite` does."""
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1] + 1e-10],
+                                    1), 1)
+    w = trans * alpha
+    acc = w.sum(1)
+    colour = (w[..., None] * rgb).sum(1) + (1 - acc)[:, None] * background
+    return colour, w, acc, (w * t).sum(1) / acc.clamp_min(1e-10)
+
+
+def sdf_alpha(sdf: torch.Tensor, valid: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """NeuS's discrete opacity (Wang et al. 2021, eq. 13) of consecutive samples: with
+    Φ_s = sigmoid(s·x), α_k = max((Φ_s(f_k) − Φ_s(f_{k+1})) / Φ_s(f_k), 0) for the section from
+    sample k to k+1 (where ``valid`` (B, S−1) says both are kept), else 0. ``sdf`` (B, S);
+    returns (B, S) (the last sample closes no section: α = 0)."""
+    phi = torch.sigmoid(s * sdf)
+    a = ((phi[:, :-1] - phi[:, 1:]) / (phi[:, :-1] + 1e-5)).clamp(0, 1)
+    a = torch.where(valid, a, torch.zeros_like(a))
+    return torch.cat([a, torch.zeros_like(a[:, :1])], 1)
