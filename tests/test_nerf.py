@@ -429,3 +429,12 @@ def test_neus_fit_improves_chamfer_over_its_initial_sphere(scene: Path):
                                        n=30_000)["chamfer"]
     res = inrlab.run(cfg, None, progress=False)
     assert res.metrics["chamfer"] < 0.8 * start
+
+
+def test_bench_nerf_skipping_evaluates_fewer_samples(scene: Path, tmp_path: Path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "nerf", "--scene", str(scene), "--fields", "hash", "--repeats", "1",
+                 "--rays", "64", "--samples", "16", "--grid", "8", "--out", str(out)]) == 0
+    rows = {r["skipping"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["on"]["samples_per_ray"] < rows["off"]["samples_per_ray"]
+    assert rows["on"]["train_rays_per_s"] > 0 and rows["off"]["render_rays_per_s"] > 0
