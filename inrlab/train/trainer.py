@@ -154,7 +154,7 @@ class Trainer:
         if not path.exists():
             return  # config written but no checkpoint yet: start from step 0
         try:
-            ck = torch.load(path, map_location=self.device, weights_only=False)
+            ck = torch.load(path, map_location=self.device, weights_only=True)
             self.model.load_state_dict(ck["model"])
             self.opt.load_state_dict(ck["optimizer"])
         except Exception as e:  # torch.load raises many types for corrupt files  # noqa: BLE001
