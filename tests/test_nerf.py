@@ -438,3 +438,15 @@ def test_bench_nerf_skipping_evaluates_fewer_samples(scene: Path, tmp_path: Path
     rows = {r["skipping"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["on"]["samples_per_ray"] < rows["off"]["samples_per_ray"]
     assert rows["on"]["train_rays_per_s"] > 0 and rows["off"]["render_rays_per_s"] > 0
+
+
+def test_resumed_run_matches_an_uninterrupted_one(scene: Path, tmp_path: Path):
+    """The occupancy grid lives in the checkpoint and the sampling RNG is torch's (checkpointed),
+    so 3 + 3 resumed steps equal 6 steps, occupancy updates included."""
+    over = {"train.eval_every": 3, "train.checkpoint_every": 3}
+    full = inrlab.run(_cfg(scene, **{**over, "train.steps": 6}), tmp_path / "a", progress=False)
+    inrlab.run(_cfg(scene, **{**over, "train.steps": 3}), tmp_path / "b", progress=False)
+    res = inrlab.run(_cfg(scene, **{**over, "train.steps": 6}), tmp_path / "b", resume=True,
+                     progress=False)
+    assert res.metrics["psnr"] == full.metrics["psnr"]
+    assert torch.equal(res.model.occupancy, full.model.occupancy)
