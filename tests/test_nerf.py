@@ -450,3 +450,15 @@ def test_resumed_run_matches_an_uninterrupted_one(scene: Path, tmp_path: Path):
                      progress=False)
     assert res.metrics["psnr"] == full.metrics["psnr"]
     assert torch.equal(res.model.occupancy, full.model.occupancy)
+
+
+def test_runs_written_before_new_config_fields_still_load(tmp_path: Path):
+    """A config.json without the sections added for rendering (signal.nerf, model.view) is read
+    with their defaults: older run folders resume and load."""
+    out = tmp_path / "old"
+    inrlab.fit("sines:3@64", "relu", steps=2, out=out, progress=False,
+               overrides={"model.width": 8, "train.eval_every": 2})
+    data = json.loads((out / "config.json").read_text())
+    del data["signal"]["nerf"], data["model"]["view"]
+    (out / "config.json").write_text(json.dumps(data))
+    assert inrlab.load_run(out).metrics["steps"] == 2

@@ -78,6 +78,18 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
+def _with_new_defaults(old: dict[str, Any]) -> dict[str, Any]:
+    """A run folder's config.json with config fields added since it was written filled in with
+    their defaults (a run made before a field existed ran with its default behaviour), so that
+    such runs still resume and load. Left as it is when it names fields that no longer exist."""
+    try:
+        cfg = from_dict(RunConfig, {k: v for k, v in old.items() if k != "signal_meta"})
+    except (InrlabError, TypeError):
+        return old
+    return {**cfg.to_dict(), **({"signal_meta": old["signal_meta"]} if "signal_meta" in old
+                                else {})}
+
+
 class Trainer:
     """Trains one model on one problem; owns the run folder. Use :func:`run` or :func:`fit`."""
 
@@ -130,6 +142,7 @@ class Trainer:
             except (OSError, json.JSONDecodeError):
                 raise InrlabError(f"{cfg_path} is unreadable: use --overwrite or another --out") \
                     from None
+            old = _with_new_defaults(old)
             diff = _config_diff({**old, "train": {**old.get("train", {}), "steps": 0}},
                                 {**self.resolved, "train": {**self.resolved["train"], "steps": 0}})
             if diff:
