@@ -86,6 +86,36 @@ class ActivationConfig:
                               f"a finite number ≥ 0 (or unset)")
 
 
+VIEW_ENCODINGS = ("sh", "positional")
+
+
+@dataclass
+class ViewConfig:
+    """Radiance fields only (``nerf:…`` problems): the colour branch that sees view directions.
+
+    The position network (encoding → hidden layers) emits density and ``geo_features`` geometry
+    features; the colour network maps [features, encoded view direction] through ``colour_depth``
+    ReLU layers of ``colour_width`` to RGB. (Names are distinct from the position network's so
+    that ``--width``, ``--depth`` stay unambiguous on the command line.)"""
+
+    dir_encoding: str = "sh"  # sh: real spherical harmonics, bands < sh_degree; positional: PE
+    sh_degree: int = 4  # sh: bands 0 … degree-1, degree² coefficients (1 … 5)
+    dir_frequencies: int = 4  # positional: frequencies 2^i·π of the direction, i < dir_frequencies
+    geo_features: int = 15  # geometry features passed from the position to the colour network
+    colour_width: int = 64
+    colour_depth: int = 1
+
+    def validate(self) -> None:
+        _choice("model.view.dir_encoding", self.dir_encoding, VIEW_ENCODINGS)
+        if not 1 <= self.sh_degree <= 5:
+            raise InrlabError(f"model.view.sh_degree={self.sh_degree} must lie in 1 … 5")
+        _positive("model.view.dir_frequencies", self.dir_frequencies)
+        _positive("model.view.geo_features", self.geo_features)
+        _positive("model.view.colour_width", self.colour_width)
+        if self.colour_depth < 0:
+            raise InrlabError("model.view.colour_depth must be ≥ 0")
+
+
 @dataclass
 class ModelConfig:
     """encoding → ``depth`` hidden layers (Linear → norm → activation) of ``width`` → linear head."""
@@ -96,10 +126,12 @@ class ModelConfig:
     width: int = 256
     depth: int = 3
     norm_momentum: float = 0.1  # running statistics of batch/global/cross norms
+    view: ViewConfig = field(default_factory=ViewConfig)  # radiance fields: the colour branch
 
     def validate(self) -> None:
         self.encoding.validate()
         self.activation.validate()
+        self.view.validate()
         _choice("model.norm", self.norm, NORMS)
         _positive("model.width", self.width)
         _positive("model.depth", self.depth)
@@ -108,7 +140,7 @@ class ModelConfig:
 
 
 IGA_VARIANTS = ("adam", "sgd")
-IGA_LAYOUTS = ("auto", "run")
+IGA_LAYOUTS = ("auto", "run", "slices")
 NTK_METHODS = ("auto", "structured", "jacobian")
 
 
@@ -117,7 +149,8 @@ class IGAConfig:
     """Inductive gradient adjustment (spec/iga.md); used when ``train.technique = "iga"``."""
 
     group: int = 32  # 1-D and run layout: p samples per group; 2-D: patch side P; 3-D: block side
-    layout: str = "auto"  # auto: 1-D runs, 2-D patches, 3-D blocks; run: p consecutive flat indices
+    layout: str = "auto"  # auto: 1-D runs, 2-D patches, 3-D blocks (or the problem's choice); run:
+    # p consecutive flat indices; slices: P×P patches of the last two axes in every leading index
     start: int = 0  # first balanced eigenvalue (index into the descending spectrum)
     end: int = 25  # balance eigenvalues start … end-1 (exclusive)
     variant: str = "adam"  # adam: clip the top ones down to λ_end; sgd: raise 1 … end-1 up to λ₀
@@ -314,6 +347,48 @@ class MRIConfig:
         if self.tv_weight < 0:
             raise InrlabError(f"signal.mri.tv_weight={self.tv_weight} must be ≥ 0")
         _positive("signal.mri.tv_iterations", self.tv_iterations)
+DENSITY_ACTIVATIONS = ("softplus", "relu", "exp")
+
+
+@dataclass
+class NeRFConfig:
+    """Rendering problems (``nerf:DIR``): rays, samples, empty-space skipping, evaluation."""
+
+    near: float = 2.0  # ray segment [near, far] (the Blender synthetic scenes: 2, 6)
+    far: float = 6.0
+    bound: float = 1.5  # the scene lies in [-bound, bound]³, mapped to the field's [-1, 1]³
+    ray_samples: int = 64  # strata over [near, far]: step δ = (far - near) / ray_samples
+    downscale: int = 1  # integer factor the images are shrunk by when read (area average)
+    white_background: bool = True  # composite RGBA images and renders over white (else black)
+    density_activation: str = "softplus"  # σ = act(raw density output): softplus, relu, exp
+    grid: int = 32  # occupancy grid cells per axis for empty-space skipping (0: off)
+    grid_every: int = 16  # training steps between occupancy updates
+    grid_warmup: int = 64  # steps before the first update (every cell occupied until then)
+    grid_threshold: float = 0.01  # a cell is empty when its density (EMA max) is below this
+    grid_decay: float = 0.95  # occupancy EMA: g ← max(decay·g, σ(new jittered point))
+    train_views: int | None = None  # use only the first N training views (None: all)
+    test_views: int | None = 8  # test views scored by the final evaluation (None: all)
+    quick_views: int = 1  # test views scored by the periodic evaluations
+    fresh_views: int = 4  # training views tiled into FreSh's reference mosaic
+    eikonal_weight: float = 0.1  # neus: weight of the eikonal term mean (‖∇f‖ − 1)²
+    mesh_resolution: int = 64  # neus: marching-cubes grid cells per axis of the extracted mesh
+
+    def validate(self) -> None:
+        if not 0 <= self.near < self.far:
+            raise InrlabError(f"signal.nerf.near={self.near}, far={self.far}: need 0 ≤ near < far")
+        for name in ("bound", "ray_samples", "downscale", "grid_every", "grid_threshold",
+                     "quick_views", "fresh_views", "mesh_resolution"):
+            _positive(f"signal.nerf.{name}", getattr(self, name))
+        _choice("signal.nerf.density_activation", self.density_activation, DENSITY_ACTIVATIONS)
+        if self.eikonal_weight < 0:
+            raise InrlabError("signal.nerf.eikonal_weight must be ≥ 0")
+        if self.grid < 0 or self.grid_warmup < 0:
+            raise InrlabError("signal.nerf.grid and grid_warmup must be ≥ 0 (grid 0: no skipping)")
+        if not 0 < self.grid_decay <= 1:
+            raise InrlabError("signal.nerf.grid_decay must lie in (0, 1]")
+        for name in ("train_views", "test_views"):
+            if getattr(self, name) is not None:
+                _positive(f"signal.nerf.{name}", getattr(self, name))
 
 
 @dataclass
@@ -331,8 +406,10 @@ class SignalConfig:
     mri: MRIConfig = field(default_factory=MRIConfig)
     volume: VolumeConfig = field(default_factory=VolumeConfig)  # occ:… and sdf:… shapes
     video: VideoConfig = field(default_factory=VideoConfig)  # video:… clips
+    nerf: NeRFConfig = field(default_factory=NeRFConfig)  # rendering problems (nerf:DIR)
 
     def validate(self) -> None:
+        self.nerf.validate()
         if self.size is not None:
             _positive("signal.size", self.size)
         if self.heldout is not None and not 0 <= self.heldout < 1:

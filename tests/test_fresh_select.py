@@ -1,7 +1,6 @@
 """FreSh scoring: batched initialisations vs one-by-one models, the pipeline vs a hand-built oracle,
 ties, the hash-grid scoring init, and every bad input."""
 
-import importlib
 
 import numpy as np
 import pytest
@@ -86,16 +85,15 @@ def test_ties_go_to_first_in_grid_order(img):
 
 
 def test_hash_tables_use_the_wide_init_while_scoring(img, monkeypatch):
-    # the module, not the function `inrlab.fresh.select` that shadows it as a package attribute
-    sm = importlib.import_module("inrlab.fresh.select")
+    # FreSh builds its models through the problem (Problem.build_model)
     seen = []
-    real = sm.build_model
+    real = img.build_model
 
-    def spy(cfg, *a):
+    def spy(cfg):
         seen.append(cfg.encoding.init_scale)
-        return real(cfg, *a)
+        return real(cfg)
 
-    monkeypatch.setattr(sm, "build_model", spy)
+    monkeypatch.setattr(img, "build_model", spy)
     cfg = small("hash", **{"model.encoding.log2_table_size": 10})
     select(img, cfg, "model.encoding.finest_resolution", [16, 32], inits=2, bins=8)
     assert seen and set(seen) == {1e-2}

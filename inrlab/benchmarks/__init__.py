@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import entk, fresh, iga_step, operators, shapes, step_time
+from . import entk, fresh, iga_step, nerf, operators, shapes, step_time
 
 BENCHMARKS: dict[str, tuple[Callable[[Any], None], Callable[[Any], int]]] = {
     "step-time": (step_time.add_arguments, step_time.main),
@@ -17,4 +17,5 @@ BENCHMARKS: dict[str, tuple[Callable[[Any], None], Callable[[Any], int]]] = {
     "fresh": (fresh.add_arguments, fresh.main),
     "operators": (operators.add_arguments, operators.main),
     "shapes": (shapes.add_arguments, shapes.main),
+    "nerf": (nerf.add_arguments, nerf.main),
 }

@@ -36,7 +36,7 @@ from ..cli_config import resolve_path
 from ..config import RunConfig, field_type, get_field, preset, set_field
 from ..errors import InrlabError
 from ..limits import check_memory, max_fresh_candidates
-from ..models import batch_coupled, build_model
+from ..models import batch_coupled
 from ..problems import Problem, load_problem
 from ..utils import resolve_device, write_json
 from .spectrum import BINNINGS, check_bins, grid_side, spectrum_vectors, wasserstein
@@ -224,7 +224,7 @@ def _build(cfg: RunConfig, problem: Problem, inits: int, seed: int) -> list[torc
     models = []
     for r in range(inits):
         torch.manual_seed(seed + r)
-        models.append(build_model(cfg.model, problem.in_dim, problem.out_dim).eval())
+        models.append(problem.build_model(cfg.model).eval())
     return models
 
 

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..models import build_model
 from ..problems import Problem
 from ..train.trainer import run
 from ..utils import resolve_device, seed_everything, write_json
@@ -26,7 +25,7 @@ def model_for(cfg: RunConfig, problem: Problem, steps: int = 0) -> tuple[nn.Modu
     if steps <= 0:
         seed_everything(cfg.train.seed)
         dev = resolve_device(cfg.train.device)
-        return build_model(cfg.model, problem.in_dim, problem.out_dim).to(dev), {}
+        return problem.build_model(cfg.model).to(dev), {}
     cfg.train.steps = steps
     res = run(cfg, None, problem=problem, progress=False)
     return res.model, res.metrics

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import SignalConfig
+from ..config import ModelConfig, SignalConfig
 from ..errors import InrlabError
 
 
@@ -95,6 +95,25 @@ class Problem(ABC):
     # mini-batch size used when train.batch_size is unset (None: full batch); problems too large
     # for a full batch (volumes, video) set it and refuse full_batch()
     default_batch_size: int | None = None
+    group_layout: str = "auto"  # IGA's grouping when train.iga.layout is auto (NeRF: "slices")
+
+    # ------------------------------------------------------------------ the field
+    def build_model(self, cfg: ModelConfig) -> nn.Module:
+        """The field this problem trains, described by ``cfg``: the coordinate network
+        (``inrlab.models.build_model``) by default; rendering problems build a radiance field."""
+        from ..models import build_model
+
+        return build_model(cfg, self.in_dim, self.out_dim)
+
+    def step(self, model: nn.Module, step: int) -> None:
+        """Called by the trainer before each training step with the model being trained. Problems
+        whose sampling adapts to the field (NeRF's occupancy grid) update here; default: nothing."""
+        return None
+
+    def statistics_points(self) -> torch.Tensor:
+        """Query points (N, d) on which batch-coupled normalizations freeze their statistics after
+        training: the reference grid's coordinates by default."""
+        return self.reference().coords
 
     # ------------------------------------------------------------------ training
     @property
@@ -194,6 +213,12 @@ class Problem(ABC):
         return out
 
     # ------------------------------------------------------------------ scoring and pictures
+    def headline(self, metrics: dict[str, Any]) -> str:
+        """The final metrics in one line for the command line (PSNR and SSIM by default)."""
+        m = metrics
+        return (f"PSNR {fmt_metric(m.get('psnr'))} dB (train {fmt_metric(m.get('psnr_train'))}, "
+                f"held-out {fmt_metric(m.get('psnr_heldout'))}), SSIM {fmt_metric(m.get('ssim'))}")
+
     @abstractmethod
     def evaluate(self, model: nn.Module, structural: bool = True) -> dict[str, Any]:
         """Metrics of ``model`` (reconstruct, render or extract, then score). ``structural=False``
@@ -219,6 +244,11 @@ class Problem(ABC):
     def preview(self) -> np.ndarray | None:
         """The target as an (H, W, C) image in [0, 1] for reports, or None."""
         return None
+
+
+def fmt_metric(v: float | None) -> str:
+    """A metric for a one-line summary: 4 decimals below 10, else 2; ``n/a`` for None."""
+    return "n/a" if v is None else f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
 
 
 # --------------------------------------------------------------------------- registry

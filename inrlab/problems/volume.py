@@ -38,7 +38,7 @@ from torch import nn
 from .. import geometry as geo
 from ..config import SignalConfig, VolumeConfig
 from ..errors import InrlabError
-from .base import Batch, GridData, Problem
+from .base import Batch, GridData, Problem, fmt_metric
 
 SPHERE_RADIUS = 0.6
 FULL_BATCH_LIMIT = 2 ** 21  # voxels: above this a full batch is refused (memory)
@@ -400,6 +400,11 @@ class Occupancy(Problem):
             m.vertices = m.vertices * aspect(self.measurement_shape)
         return m
 
+    def headline(self, metrics: dict[str, Any]) -> str:
+        m = metrics
+        return (f"IoU train {fmt_metric(m.get('iou_train'))}, held-out "
+                f"{fmt_metric(m.get('iou_heldout'))}, Chamfer {fmt_metric(m.get('chamfer'))}")
+
     def evaluate(self, model: nn.Module, structural: bool = True) -> dict[str, Any]:
         """IoU on training / held-out voxels; ``structural``: every voxel plus marching-cubes mesh
         metrics (Chamfer, normal consistency); else a fixed random subset of
@@ -558,6 +563,11 @@ class SDF(Problem):
     def predicted_mesh(self, model: nn.Module) -> Any:
         """Marching cubes of −f at 0 (inside = f < 0) on the mesh grid over [−1, 1]³."""
         return geo.marching_cubes(-field_grid(model, self.mesh_grid(), self.vcfg.chunk), level=0.0)
+
+    def headline(self, metrics: dict[str, Any]) -> str:
+        m = metrics
+        return (f"mean |f − sdf| train {fmt_metric(m.get('sdf_l1_train'))}, held-out "
+                f"{fmt_metric(m.get('sdf_l1_heldout'))}, IoU {fmt_metric(m.get('iou'))}")
 
     def evaluate(self, model: nn.Module, structural: bool = True) -> dict[str, Any]:
         """Mean |f − sdf| on training and held-out points; ``structural``: marching-cubes mesh

@@ -47,7 +47,9 @@ def grid_groups(grid_shape: Sequence[int], group: int, layout: str = "auto",
     """Group a row-major grid into equal groups: (n, p) int64 coordinate indices.
 
     ``layout="auto"``: 1-D runs of ``group`` samples; 2-D ``group``×``group`` patches (p = P²,
-    slots row-major inside the patch); 3-D ``group``³ blocks. ``layout="run"``: runs of ``group``
+    slots row-major inside the patch); 3-D ``group``³ blocks. ``layout="slices"``: ``group``×``group``
+    patches of the last two axes within every index of the leading ones (rays of neighbouring
+    pixels in one view). ``layout="run"``: runs of ``group``
     consecutive flat indices for any dimension. A group size that does not tile the grid is an
     error (IGA needs equal groups): choose a divisor, or resize/crop the signal. Exception:
     ``layout="run"`` with ``tail=True`` leaves the last total mod ``group`` samples out of every
@@ -57,6 +59,16 @@ def grid_groups(grid_shape: Sequence[int], group: int, layout: str = "auto",
     total = math.prod(shape)
     if layout == "run" and tail:
         return torch.arange(total - total % group).view(total // group, group)
+    if layout == "slices":
+        if len(shape) < 2:
+            raise InrlabError(f"IGA's slices layout needs a grid of ≥ 2 axes, not {shape}: use "
+                              f"train.iga.layout = run")
+        *lead, h, w = shape
+        if h % group or w % group:
+            raise InrlabError(f"IGA patch side {group} does not divide the {h}×{w} slices: choose "
+                              f"a common divisor of the sides (train.iga.group) or resize")
+        ids = torch.arange(total).view(-1, h // group, group, w // group, group)
+        return ids.permute(0, 1, 3, 2, 4).reshape(-1, group * group)
     if layout == "run" or len(shape) == 1:
         if total % group:
             raise InrlabError(f"IGA group size p={group} does not divide the {total} samples: "
@@ -84,6 +96,8 @@ def centre_slot(grid_shape: Sequence[int], group: int, layout: str = "auto") -> 
     """The slot of a group's centre point (for even sides, the one just past the middle)."""
     if layout == "run" or len(grid_shape) == 1:
         return group // 2
+    if layout == "slices":
+        return (group // 2) * group + group // 2
     return sum((group // 2) * group ** i for i in range(len(grid_shape)))
 
 
@@ -228,10 +242,11 @@ class IGA(Technique):
             self.centre = self.index.shape[1] // 2
         else:
             # mini-batches of whole groups never meet a partial tail run, so it may stay ungrouped
+            layout = problem.group_layout if c.layout == "auto" else c.layout
             sampled = (self.cfg.batch_size or problem.default_batch_size) is not None
-            tail = c.layout == "run" and sampled and total % c.group < total
-            self.index = grid_groups(shape, c.group, c.layout, tail=tail)
-            self.centre = centre_slot(shape, c.group, c.layout)
+            tail = layout == "run" and sampled and total % c.group < total
+            self.index = grid_groups(shape, c.group, layout, tail=tail)
+            self.centre = centre_slot(shape, c.group, layout)
         n, p = self.index.shape
         slot_of = torch.full((total,), -1, dtype=torch.long)
         slot_of[self.index.reshape(-1)] = torch.arange(n * p)

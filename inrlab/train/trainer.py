@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..config import DEFAULT_PRESET, RunConfig, SignalConfig, from_dict, preset, set_field
 from ..errors import DivergedError, InrlabError, RunInterrupted
 from ..limits import check_memory
-from ..models import INR, batch_coupled, build_model, freeze_statistics, predict, set_norm_stats
+from ..models import INR, batch_coupled, freeze_statistics, predict, set_norm_stats
 from ..problems import Problem, load_problem
 from ..techniques import Technique, build_technique
 from ..utils import (
@@ -130,7 +130,7 @@ class Trainer:
                          f"{self.problem.n_train:,} points",
                          training_bytes(cfg, self.problem.n_train),
                          "set train.batch_size, lower signal.size or use a smaller model")
-        self.model = build_model(cfg.model, self.problem.in_dim, self.problem.out_dim).to(self.device)
+        self.model = self.problem.build_model(cfg.model).to(self.device)
         self.technique = technique or build_technique(cfg.train.technique, cfg.train)
         self.technique.setup(self.model, self.problem)
         t = cfg.train
@@ -317,6 +317,7 @@ class Trainer:
                 dirty = False
                 if stop.requested is not None:
                     raise KeyboardInterrupt
+                prob.step(self.model, self.step)
                 if full_batch is not None:
                     batch = full_batch
                 else:
@@ -371,7 +372,7 @@ class Trainer:
             bar.close()
         self.seconds = time.perf_counter() - start
         if batch_coupled(self.model):  # single points can now be queried in eval
-            freeze_statistics(self.model, prob.reference().coords.to(dev))
+            freeze_statistics(self.model, prob.statistics_points().to(dev))
         last = self.history[-1] if self.history and self.history[-1]["step"] == self.step else {}
         metrics = {**last, "step": self.step, **self.evaluate(structural=True),
                    "steps": self.step, "seconds": round(self.seconds, 3)}
