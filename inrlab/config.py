@@ -252,7 +252,7 @@ class VolumeConfig:
     reference_size: int = 64  # longest side of the reference grid (FreSh, norm statistics)
     points: int = 100_000  # sdf: sampled points (surface + near-surface + uniform)
     surface: float = 0.4  # sdf: fraction of points on the surface
-    near: float = 0.4  # sdf: fraction near the surface (Gaussian offsets); the rest uniform
+    near_fraction: float = 0.4  # sdf: fraction near the surface (Gaussian offsets); the rest uniform
     near_sigma: float = 0.02  # sdf: std of the near-surface offsets ([−1, 1]³ units)
     loss: str = "l1"  # sdf: l1 | mse
     eikonal: float = 0.0  # sdf: weight of the eikonal term mean((‖∇f‖ − 1)²); 0: off
@@ -266,8 +266,8 @@ class VolumeConfig:
             _positive(f"signal.volume.{name}", getattr(self, name))
         if self.mesh_size < 0 or self.mesh_size == 1:
             raise InrlabError(f"signal.volume.mesh_size={self.mesh_size}: use 0 (off) or ≥ 2")
-        if self.surface < 0 or self.near < 0 or self.surface + self.near > 1:
-            raise InrlabError("signal.volume.surface and .near are fractions ≥ 0 summing to ≤ 1")
+        if self.surface < 0 or self.near_fraction < 0 or self.surface + self.near_fraction > 1:
+            raise InrlabError("signal.volume.surface and .near_fraction are fractions ≥ 0 summing to ≤ 1")
         if self.eikonal < 0:
             raise InrlabError(f"signal.volume.eikonal={self.eikonal} must be ≥ 0")
 

@@ -516,7 +516,7 @@ class SDF(Problem):
         self.eikonal = self.vcfg.eikonal
         self.config = config
         self.meta = {"kind": "sdf", "points": len(self.x), "heldout": heldout,
-                     "surface": self.vcfg.surface, "near": self.vcfg.near,
+                     "surface": self.vcfg.surface, "near_fraction": self.vcfg.near_fraction,
                      "near_sigma": self.vcfg.near_sigma, "loss": self.vcfg.loss,
                      "eikonal": self.eikonal, **(meta or {})}
 
@@ -632,7 +632,7 @@ def sample_sdf(mesh: Any, vcfg: VolumeConfig, seed: int, sdf_fn: Any | None = No
     import trimesh
 
     n = vcfg.points
-    n_s, n_n = round(n * vcfg.surface), round(n * vcfg.near)
+    n_s, n_n = round(n * vcfg.surface), round(n * vcfg.near_fraction)
     rng = np.random.default_rng(seed)
     surf, _ = trimesh.sample.sample_surface(mesh, n_s + n_n, seed=seed)
     near = surf[n_s:] + rng.normal(0, vcfg.near_sigma, (n_n, 3))
