@@ -33,6 +33,7 @@ from ..models import INR, batch_coupled, build_model, freeze_statistics, set_nor
 from ..signals import Signal, load_signal
 from ..techniques import Technique, build_technique
 from ..utils import atomic_torch_save, resolve_device, seed_everything, to_jsonable, write_json
+from .optim import build_adam
 
 RUN_FILES = ("config.json", "history.jsonl", "checkpoint.pt", "metrics.json",
              "reconstruction.png", "summary.png")
@@ -109,7 +110,7 @@ class Trainer:
         self.technique = technique or build_technique(cfg.train.technique, cfg.train)
         self.technique.setup(self.model, self.signal)
         t = cfg.train
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, eps=t.adam_eps)
+        self.opt = build_adam(self.model.parameters(), t.lr, t.adam_eps)
         self.gen = torch.Generator().manual_seed(t.seed + 1)
         self.step = 0
         self.seconds = 0.0
