@@ -162,3 +162,40 @@ def test_model_with_fused_activation_under_vmap_and_jvp():
                            (tangent,))
     ref = sum(j.reshape(5, -1).sum(1) for j in jac.values())
     torch.testing.assert_close(jv[:, 0], ref)
+
+
+def _fit_small(small_image, name, compile_):
+    from inrlab.train.trainer import Trainer
+
+    cfg = preset(name)
+    cfg.model.width, cfg.model.depth = 16, 2
+    cfg.train.steps, cfg.train.eval_every, cfg.train.compile = 4, 2, compile_
+    cfg.train.device = "cpu"
+    tr = Trainer(cfg, small_image, progress=False)
+    res = tr.train()
+    return res, torch.cat([p.detach().flatten() for p in res.model.parameters()])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hash", "siren"])
+def test_train_compile_matches_eager(small_image, name):
+    res, params = _fit_small(small_image, name, True)
+    _, ref = _fit_small(small_image, name, False)
+    assert res.metrics["compile_seconds"] > 0
+    torch.testing.assert_close(params, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_train_compile_falls_back_to_eager(small_image, monkeypatch):
+    """Where torch.compile fails (no compiler), training runs eager after one warning."""
+    from inrlab.train import compile as compile_mod
+
+    def broken(model, **kwargs):
+        def fail(x):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(compile_mod.torch, "compile", broken)
+    with pytest.warns(UserWarning, match="train.compile unavailable"):
+        _, params = _fit_small(small_image, "hash", True)
+    _, ref = _fit_small(small_image, "hash", False)
+    torch.testing.assert_close(params, ref, rtol=0, atol=0)

@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="side: size² points (astronaut pixels in 2-D, random points in 3-D)")
     p.add_argument("--dim", type=int, default=2, choices=(2, 3), help="coordinate dimension")
     p.add_argument("--kernels", nargs="+", default=["auto"], choices=kernels.BACKENDS,
-                   help="activation kernel backends to time (e.g. eager auto: fused vs eager)")
+                   help="kernel backends to time; eager = the reference paths (eager activations, "
+                   "grid gather, looped Adam): 'eager auto' gives before/after in one run")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="auto")
@@ -89,7 +90,8 @@ def main(args: argparse.Namespace) -> int:
             cfg = preset(name)
             seed_everything(0)
             model = build_model(cfg.model, args.dim, 3).to(dev)
-            opt = build_adam(model.parameters(), cfg.train.lr, cfg.train.adam_eps)
+            opt = build_adam(model.parameters(), cfg.train.lr, cfg.train.adam_eps,
+                             "loop" if backend == "eager" else "fused")
 
             def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
                 loss = torch.mean((model(x) - y) ** 2)

@@ -16,6 +16,7 @@ from torch.autograd.function import once_differentiable
 
 from ..config import EncodingConfig
 from ..errors import InrlabError
+from . import kernels
 
 
 class Identity(nn.Module):
@@ -172,15 +173,18 @@ class Grid(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         wrapped = torch._C._functorch.is_functorch_wrapped_tensor
-        if (x.requires_grad or wrapped(x) or wrapped(self.table)
+        if (torch.compiler.is_compiling() or x.requires_grad or wrapped(x) or wrapped(self.table)
                 or not (torch.is_grad_enabled() and self.table.requires_grad)):
-            # coordinate gradients, torch.func transforms (vmap, jacrev) and inference
+            # coordinate gradients, torch.func transforms (vmap, jacrev), torch.compile traces
+            # (inductor fuses the gather) and inference
             # (e.g. evaluation between training steps): fresh interpolation, the training cache
             # stays as it is
             out = self._gather(*self.interpolation(x))
         else:
             idx, w, memo = self._cached_interpolation(x)
-            if x.device.type == "cpu":  # CPU: sparse matrix products (CUDA: gather + atomics)
+            # CPU: sparse matrix products; CUDA (gather + atomic adds) and the reference "eager"
+            # kernel backend: gather
+            if x.device.type == "cpu" and kernels.get_backend() != "eager":
                 gather, scatter = self._sparse(idx, w, memo)
                 out = SparseInterpolation.apply(self.table, gather, scatter)
             else:

@@ -15,9 +15,12 @@ Backend (``set_backend`` or the ``INRLAB_KERNELS`` environment variable):
 
 * ``"auto"`` (default): compiled for tensors of at least ``COMPILE_MIN_NUMEL`` elements when
   ``torch.compile`` works here (the first failure switches to eager for the rest of the process,
-  with one warning), eager otherwise — small tensors never pay the compile time;
+  with one warning); smaller tensors (which would not repay the compile time) run the plain
+  formula under ordinary autograd;
 * ``"compiled"``: compiled for every size (a failure raises ``InrlabError``);
-* ``"eager"``: never compile.
+* ``"eager"``: never compile; also the reference paths elsewhere (grid encodings gather and
+  index_add instead of their sparse matrix products): what ``inrlab bench step-time --kernels
+  eager auto`` compares against.
 
 Inside ``torch.func`` transforms (vmap, jacrev, jvp: the eNTK engine, FreSh) the modules call the
 plain formula (``*_formula``), which those transforms differentiate like any torch code; the
@@ -197,9 +200,10 @@ def apply(kind: str, z: torch.Tensor, *params: float) -> torch.Tensor:
     """Activation ``kind`` of z (any shape) with ``params`` (ω and/or s); same shape as z.
 
     Large plain tensors go through the fused, compiled Function (``use_compiled``); otherwise,
-    and under ``torch.func`` transforms, the eager formula runs and autograd (or the transform)
-    differentiates it, exactly as an unfused activation.
+    under ``torch.func`` transforms and inside a ``torch.compile`` trace, the formula runs and
+    autograd (or the transform, or the trace) differentiates it, as an unfused activation.
     """
-    if torch._C._functorch.is_functorch_wrapped_tensor(z) or not use_compiled(z):
-        return KERNELS[kind][0](z, *params)
+    if (torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(z)
+            or not use_compiled(z)):
+        return KERNELS[kind][0](z, *params)  # (when compiling: traced into the caller's graph)
     return FUNCTIONS[kind].apply(z, *params)

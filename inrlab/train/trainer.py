@@ -33,6 +33,7 @@ from ..models import INR, batch_coupled, build_model, freeze_statistics, set_nor
 from ..signals import Signal, load_signal
 from ..techniques import Technique, build_technique
 from ..utils import atomic_torch_save, resolve_device, seed_everything, to_jsonable, write_json
+from .compile import CompiledForward
 from .optim import build_adam
 
 RUN_FILES = ("config.json", "history.jsonl", "checkpoint.pt", "metrics.json",
@@ -111,6 +112,7 @@ class Trainer:
         self.technique.setup(self.model, self.signal)
         t = cfg.train
         self.opt = build_adam(self.model.parameters(), t.lr, t.adam_eps)
+        self.forward = CompiledForward(self.model) if t.compile else None
         self.gen = torch.Generator().manual_seed(t.seed + 1)
         self.step = 0
         self.seconds = 0.0
@@ -233,7 +235,7 @@ class Trainer:
                     x, y = coords[idx], targets[idx]
                 for g in self.opt.param_groups:
                     g["lr"] = t.lr * lr_factor(t, self.step)
-                pred = self.model(x)
+                pred = self.model(x) if self.forward is None else self.forward(x)
                 loss = self.technique.loss(self.model, x, y, pred, idx, self.step)
                 mse = torch.mean((pred.detach() - y) ** 2).item()
                 if not (math.isfinite(mse) and math.isfinite(loss.item())):
@@ -278,6 +280,8 @@ class Trainer:
         last = self.history[-1] if self.history and self.history[-1]["step"] == self.step else {}
         metrics = {**last, "step": self.step, **self.evaluate(structural=True),
                    "steps": self.step, "seconds": round(self.seconds, 3)}
+        if self.forward is not None and self.forward.seconds is not None:
+            metrics["compile_seconds"] = round(self.forward.seconds, 3)
         if self.out is not None:
             self._save_checkpoint()
             self._write_final("finished", metrics)
