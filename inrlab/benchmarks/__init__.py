@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import entk, fresh, iga_step, step_time, time_to_psnr
+from . import entk, fresh, history, iga_step, step_time, time_to_psnr
 
 BENCHMARKS: dict[str, tuple[Callable[[Any], None], Callable[[Any], int]]] = {
     "step-time": (step_time.add_arguments, step_time.main),
@@ -16,4 +16,6 @@ BENCHMARKS: dict[str, tuple[Callable[[Any], None], Callable[[Any], int]]] = {
     "iga": (iga_step.add_arguments, iga_step.main),
     "fresh": (fresh.add_arguments, fresh.main),
     "time-to-psnr": (time_to_psnr.add_arguments, time_to_psnr.main),
+    "all": (history.add_all_arguments, history.run_all),
+    "plot": (history.add_plot_arguments, history.plot),
 }
