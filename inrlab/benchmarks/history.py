@@ -7,8 +7,8 @@ Each history line is one figure (one number of one benchmark row)::
      "benchmark": "step-time", "key": "preset=siren kernels=auto", "figure": "ratio",
      "value": 1.31, "machine": {...}}
 
-``key`` joins the row's descriptive (non-numeric) fields but the volatile ones (``VOLATILE``), so the same key across lines is the
-same measurement at different times.
+``key`` joins the row's descriptive (non-numeric) fields but the volatile ones (``VOLATILE``),
+so the same key across lines is the same measurement at different times.
 """
 
 from __future__ import annotations
