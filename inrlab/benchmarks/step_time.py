@@ -1,11 +1,13 @@
 """``inrlab bench step-time``: seconds per full-batch training step of every preset on a
-256×256 RGB image, against a roofline made of the same matrix multiplications timed alone.
+256×256 RGB image (or N = size² random 3-D points), against a roofline made of the same matrix
+multiplications timed alone.
 
 The roofline of one step is Σ over linear layers of the three GEMMs a step needs (forward
 A·Wᵀ, input gradient G·W, weight gradient Gᵀ·A) at the layer's shapes. ``ratio`` = step /
 roofline: how far the step is from "only the matmuls", the median over repeats of step and
-roofline timed back to back (robust to the load of a shared machine). ``top_op`` is the op with the most self
-time in a profiled step (torch.profiler), i.e. what else limits the preset.
+roofline timed back to back (robust to the load of a shared machine). ``top_op`` is the op with
+the most self time in a profiled step (torch.profiler), i.e. what else limits the preset.
+``--kernels eager auto`` times the reference paths and the fast ones in one process.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "grid gather, looped Adam): 'eager auto' gives before/after in one run")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--profile", type=int, default=0, metavar="K",
+                   help="print the K ops with the most self time of each step (torch.profiler)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="bench/results/step_time.json")
 
@@ -56,14 +60,15 @@ def roofline_fn(model: torch.nn.Module, n: int, device: torch.device) -> Callabl
     return gemms
 
 
-def top_op(step: Any, device: torch.device) -> tuple[str, float]:
+def top_ops(step: Any, device: torch.device, k: int = 1) -> list[tuple[str, float]]:
+    """The ``k`` ops with the most self time in one profiled ``step()`` and their shares."""
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=acts) as prof:
         step()
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     avgs = sorted(prof.key_averages(), key=lambda e: getattr(e, key, 0), reverse=True)
     total = sum(getattr(e, key, 0) for e in avgs) or 1
-    return avgs[0].key, getattr(avgs[0], key) / total
+    return [(e.key, getattr(e, key) / total) for e in avgs[:k]]
 
 
 def _points(size: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,8 +95,7 @@ def main(args: argparse.Namespace) -> int:
             cfg = preset(name)
             seed_everything(0)
             model = build_model(cfg.model, args.dim, 3).to(dev)
-            opt = build_adam(model.parameters(), cfg.train.lr, cfg.train.adam_eps,
-                             "loop" if backend == "eager" else "fused")
+            opt = build_adam(model.parameters(), cfg.train.lr, cfg.train.adam_eps)
 
             def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
                 loss = torch.mean((model(x) - y) ** 2)
@@ -101,7 +105,10 @@ def main(args: argparse.Namespace) -> int:
 
             t_step, t_roof, ratio = time_ratio(step, roofline_fn(model, x.shape[0], dev), dev,
                                                args.repeats)
-            op, share = top_op(step, dev)
+            ops = top_ops(step, dev, max(args.profile, 1))
+            op, share = ops[0]
+            if args.profile:
+                print("    profile: " + ", ".join(f"{o} {100 * f:.0f}%" for o, f in ops))
             rows.append({"preset": name, "kernels": backend, "step_s": t_step,
                          "roofline_s": t_roof, "ratio": ratio, "top_op": op,
                          "top_op_share": share,

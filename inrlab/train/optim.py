@@ -13,18 +13,27 @@ from collections.abc import Iterable
 
 import torch
 
+from ..errors import InrlabError
+from ..models import kernels
+
 IMPLEMENTATIONS = ("fused", "foreach", "loop")
 
 
 def build_adam(params: Iterable[torch.nn.Parameter], lr: float, eps: float,
-               implementation: str = "fused") -> torch.optim.Adam:
+               implementation: str | None = None) -> torch.optim.Adam:
     """Adam over ``params`` with learning rate ``lr`` and ε ``eps``.
 
-    ``implementation``: ``"fused"`` (default; falls back to ``"foreach"`` where the fused kernel
-    does not support a parameter's device or dtype), ``"foreach"`` or ``"loop"`` (torch's
-    single-tensor reference).
+    ``implementation``: ``"fused"`` (falls back to ``"foreach"`` where the fused kernel does not
+    support a parameter's device or dtype), ``"foreach"`` or ``"loop"`` (torch's single-tensor
+    reference); None: ``"loop"`` under the reference kernel backend ``"eager"``
+    (``models.kernels``), ``"fused"`` otherwise.
     """
     params = list(params)
+    if implementation is None:
+        implementation = "loop" if kernels.get_backend() == "eager" else "fused"
+    if implementation not in IMPLEMENTATIONS:
+        raise InrlabError(f"unknown Adam implementation {implementation!r}: choose one of "
+                          f"{', '.join(IMPLEMENTATIONS)}")
     if implementation == "loop":
         return torch.optim.Adam(params, lr=lr, eps=eps, foreach=False)
     if implementation == "fused" and _fused_supported(params):
