@@ -47,7 +47,7 @@ _compiled: dict[str, Callable[..., torch.Tensor]] = {}
 
 
 def set_backend(name: str) -> None:
-    """Choose how the fused activation kernels run: ``"auto"``, ``"compiled"`` or ``"eager"``."""
+    """Choose the kernel backend ``"auto"``, ``"compiled"`` or ``"eager"`` (see the module doc)."""
     if name not in BACKENDS:
         raise InrlabError(f"unknown kernel backend {name!r}: choose one of {', '.join(BACKENDS)}")
     _state["backend"] = name
