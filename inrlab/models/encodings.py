@@ -176,15 +176,15 @@ class Grid(nn.Module):
         if (torch.compiler.is_compiling() or x.requires_grad or wrapped(x) or wrapped(self.table)
                 or not (torch.is_grad_enabled() and self.table.requires_grad)):
             # coordinate gradients, torch.func transforms (vmap, jacrev), torch.compile traces
-            # (inductor fuses the gather) and inference
-            # (e.g. evaluation between training steps): fresh interpolation, the training cache
-            # stays as it is
+            # (inductor fuses the gather) and inference (e.g. evaluation between training
+            # steps): fresh interpolation; the training cache stays as it is
             out = self._gather(*self.interpolation(x))
         else:
             idx, w, memo = self._cached_interpolation(x)
-            # CPU: sparse matrix products; CUDA (gather + atomic adds) and the reference "eager"
-            # kernel backend: gather
-            if x.device.type == "cpu" and kernels.get_backend() != "eager":
+            # CPU: sparse matrix products with int32 indices; CUDA (gather + atomic adds), more
+            # than 2^31 corner entries and the reference "eager" kernel backend: gather
+            if (x.device.type == "cpu" and kernels.get_backend() != "eager"
+                    and idx.numel() < 2**31 - 1):
                 gather, scatter = self._sparse(idx, w, memo)
                 out = SparseInterpolation.apply(self.table, gather, scatter)
             else:
