@@ -207,6 +207,7 @@ class TrainConfig:
     device: str = "auto"
     technique: str = "mse"
     adam_eps: float = 1e-8
+    compile: bool = False  # torch.compile the training forward/backward (see train/compile.py)
     diagnostics_every: int = 0  # record band errors Δ_k every k steps into RUN/diagnostics (0: off)
     ntk_steps: list[int] = field(default_factory=list)  # steps (0: init) to record eNTK spectra at
     ntk_points: int = 256  # random training points the diagnostic eNTK is computed on

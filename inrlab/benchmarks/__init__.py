@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import entk, fresh, iga_step, nerf, operators, shapes, step_time
+from . import entk, fresh, history, iga_step, nerf, operators, shapes, step_time, time_to_psnr
 
 BENCHMARKS: dict[str, tuple[Callable[[Any], None], Callable[[Any], int]]] = {
     "step-time": (step_time.add_arguments, step_time.main),
@@ -18,4 +18,7 @@ BENCHMARKS: dict[str, tuple[Callable[[Any], None], Callable[[Any], int]]] = {
     "operators": (operators.add_arguments, operators.main),
     "shapes": (shapes.add_arguments, shapes.main),
     "nerf": (nerf.add_arguments, nerf.main),
+    "time-to-psnr": (time_to_psnr.add_arguments, time_to_psnr.main),
+    "all": (history.add_all_arguments, history.run_all),
+    "plot": (history.add_plot_arguments, history.plot),
 }

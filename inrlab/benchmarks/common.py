@@ -34,6 +34,25 @@ def time_call(fn: Callable[[], Any], device: torch.device, repeats: int = 5,
     return statistics.median(times)
 
 
+def time_ratio(fn: Callable[[], Any], ref: Callable[[], Any], device: torch.device,
+               repeats: int = 5, warmup: int = 1) -> tuple[float, float, float]:
+    """Median seconds of ``fn()``, of ``ref()``, and the median of their per-repeat ratio, each
+    repeat timing ``fn`` and ``ref`` back to back (a shared machine's load then cancels)."""
+    for _ in range(warmup):
+        fn()
+        ref()
+    t_fn, t_ref = [], []
+    for _ in range(repeats):
+        for f, ts in ((fn, t_fn), (ref, t_ref)):
+            sync(device)
+            t = time.perf_counter()
+            f()
+            sync(device)
+            ts.append(time.perf_counter() - t)
+    ratios = [a / b for a, b in zip(t_fn, t_ref, strict=True)]
+    return statistics.median(t_fn), statistics.median(t_ref), statistics.median(ratios)
+
+
 def machine() -> dict[str, Any]:
     info = {"python": platform.python_version(), "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),

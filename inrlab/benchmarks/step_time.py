@@ -1,38 +1,51 @@
 """``inrlab bench step-time``: seconds per full-batch training step of every preset on a
-256×256 RGB image, against a roofline made of the same matrix multiplications timed alone.
+256×256 RGB image (or N = size² random 3-D points), against a roofline made of the same matrix
+multiplications timed alone.
 
 The roofline of one step is Σ over linear layers of the three GEMMs a step needs (forward
 A·Wᵀ, input gradient G·W, weight gradient Gᵀ·A) at the layer's shapes. ``ratio`` = step /
-roofline: how far the step is from "only the matmuls". ``top_op`` is the op with the most self
-time in a profiled step (torch.profiler), i.e. what else limits the preset.
+roofline: how far the step is from "only the matmuls", the median over repeats of step and
+roofline timed back to back (robust to the load of a shared machine). ``top_op`` is the op with
+the most self time in a profiled step (torch.profiler), i.e. what else limits the preset.
+``--kernels eager auto`` times the reference paths and the fast ones in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from ..config import PRESETS, preset
-from ..models import build_model
+from ..models import build_model, kernels
 from ..problems import Image
+from ..train.optim import build_adam
 from ..utils import resolve_device, seed_everything
-from .common import print_table, time_call, write_results
+from .common import print_table, time_ratio, write_results
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """seconds per training step of each preset vs a matmul roofline"""
     p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
-    p.add_argument("--size", type=int, default=256, help="image side (astronaut, RGB)")
+    p.add_argument("--size", type=int, default=256,
+                   help="side: size² points (astronaut pixels in 2-D, random points in 3-D)")
+    p.add_argument("--dim", type=int, default=2, choices=(2, 3), help="coordinate dimension")
+    p.add_argument("--kernels", nargs="+", default=["auto"], choices=kernels.BACKENDS,
+                   help="kernel backends to time; eager = the reference paths (eager activations, "
+                   "grid gather, looped Adam): 'eager auto' gives before/after in one run")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--profile", type=int, default=0, metavar="K",
+                   help="print the K ops with the most self time of each step (torch.profiler)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="bench/results/step_time.json")
 
 
-def roofline(model: torch.nn.Module, n: int, device: torch.device, repeats: int) -> float:
-    """Seconds for the forward and two backward GEMMs of every linear layer at batch ``n``."""
+def roofline_fn(model: torch.nn.Module, n: int, device: torch.device) -> Callable[[], None]:
+    """The forward and two backward GEMMs of every linear layer at batch ``n``, as one call."""
     shapes = [(m.in_features, m.out_features) for m in model.modules()
               if isinstance(m, torch.nn.Linear)]
     mats = [(torch.randn(n, i, device=device), torch.randn(o, i, device=device),
@@ -44,45 +57,69 @@ def roofline(model: torch.nn.Module, n: int, device: torch.device, repeats: int)
             g @ w
             g.T @ a
 
-    return time_call(gemms, device, repeats)
+    return gemms
 
 
-def top_op(step: Any, device: torch.device) -> tuple[str, float]:
+def top_ops(step: Any, device: torch.device, k: int = 1) -> list[tuple[str, float]]:
+    """The ``k`` ops with the most self time in one profiled ``step()`` and their shares."""
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=acts) as prof:
         step()
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     avgs = sorted(prof.key_averages(), key=lambda e: getattr(e, key, 0), reverse=True)
     total = sum(getattr(e, key, 0) for e in avgs) or 1
-    return avgs[0].key, getattr(avgs[0], key) / total
+    return [(e.key, getattr(e, key) / total) for e in avgs[:k]]
+
+
+def _points(size: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates (N, dim) and RGB targets (N, 3), N = size²: the astronaut pixel grid in 2-D,
+    seeded uniform points with a smooth colour field in 3-D."""
+    if dim == 2:
+        sig = Image("astronaut", size=size, heldout=0.0)
+        return sig.coords.to(device), sig.targets.to(device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(size * size, 3, generator=g) * 2 - 1
+    y = torch.stack([torch.sin(3 * x[:, 0] + x[:, 1]), torch.cos(2 * x[:, 1] * x[:, 2]),
+                     torch.sin(4 * x[:, 2] - x[:, 0])], dim=1) * 0.5 + 0.5
+    return x.to(device), y.to(device)
 
 
 def main(args: argparse.Namespace) -> int:
     dev = resolve_device(args.device)
-    sig = Image("astronaut", size=args.size, heldout=0.0)
-    x, y = sig.coords.to(dev), sig.targets.to(dev)
+    torch.set_num_threads(args.threads)
+    x, y = _points(args.size, args.dim, dev)
     rows = []
     for name in args.presets:
-        cfg = preset(name)
-        seed_everything(0)
-        model = build_model(cfg.model, 2, 3).to(dev)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, eps=cfg.train.adam_eps)
+        for backend in args.kernels:
+            kernels.set_backend(backend)
+            cfg = preset(name)
+            seed_everything(0)
+            model = build_model(cfg.model, args.dim, 3).to(dev)
+            opt = build_adam(model.parameters(), cfg.train.lr, cfg.train.adam_eps)
 
-        def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
-            loss = torch.mean((model(x) - y) ** 2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
+                loss = torch.mean((model(x) - y) ** 2)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
 
-        t_step = time_call(step, dev, args.repeats)
-        t_roof = roofline(model, x.shape[0], dev, args.repeats)
-        op, share = top_op(step, dev)
-        rows.append({"preset": name, "step_s": t_step, "roofline_s": t_roof,
-                     "ratio": t_step / t_roof, "top_op": op, "top_op_share": share,
-                     "params": sum(p.numel() for p in model.parameters())})
-        print(f"  {name}: {t_step:.4f} s/step", flush=True)
-    print(f"\nstep time, {args.size}x{args.size} RGB, full batch ({x.shape[0]} points), {dev}")
-    print_table(rows, ["preset", "step_s", "roofline_s", "ratio", "top_op", "top_op_share",
-                       "params"])
-    write_results(args.out, "step-time", rows, {"size": args.size, "device": str(dev)})
+            t_step, t_roof, ratio = time_ratio(step, roofline_fn(model, x.shape[0], dev), dev,
+                                               args.repeats)
+            ops = top_ops(step, dev, max(args.profile, 1))
+            op, share = ops[0]
+            if args.profile:
+                print("    profile: " + ", ".join(f"{o} {100 * f:.0f}%" for o, f in ops))
+            rows.append({"preset": name, "kernels": backend, "step_s": t_step,
+                         "roofline_s": t_roof, "ratio": ratio, "top_op": op,
+                         "top_op_share": share,
+                         "params": sum(p.numel() for p in model.parameters())})
+            print(f"  {name} ({backend} kernels): {t_step:.4f} s/step, {ratio:.2f}× roofline",
+                  flush=True)
+    kernels.set_backend("auto")
+    print(f"\nstep time, {args.size}² points, {args.dim}-D, full batch ({x.shape[0]} points), "
+          f"{dev}, {torch.get_num_threads()} threads")
+    print_table(rows, ["preset", "kernels", "step_s", "roofline_s", "ratio", "top_op",
+                       "top_op_share", "params"])
+    write_results(args.out, "step-time", rows, {"size": args.size, "dim": args.dim,
+                                                "device": str(dev)})
     return 0

@@ -6,13 +6,17 @@ All take coordinates ``x`` of shape (N, d) in [-1, 1] and return features (N, ou
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
+from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ..config import EncodingConfig
 from ..errors import InrlabError
+from . import kernels
 
 
 class Identity(nn.Module):
@@ -128,26 +132,96 @@ class Grid(nn.Module):
             idx = torch.where(self.dense[None, :, None], dense_idx, hashed)
         return idx + self.offsets[:-1][None, :, None], w
 
-    def _cached_interpolation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cached_interpolation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """``interpolation(x)``, reused while the same unchanged tensor ``x`` comes back (the
-        full-batch case: the vertex indices and weights depend on the coordinates alone)."""
+        full-batch case: the vertex indices and weights depend on the coordinates alone), and a
+        dict that memoizes what is derived from them (the sparse matrices of ``_sparse``)."""
         # keyed on the tensor's identity (a weak reference: a freed tensor's memory can be reused
         # by new coordinates at the same address) and its in-place version counter
         if self._cache is None or self._cache[0]() is not x or self._cache[1] != x._version:
-            self._cache = (weakref.ref(x), x._version, *self.interpolation(x))
-        return self._cache[2], self._cache[3]
+            self._cache = (weakref.ref(x), x._version, *self.interpolation(x), {})
+        return self._cache[2], self._cache[3], self._cache[4]
+
+    def _sparse(self, idx: torch.Tensor, w: torch.Tensor,
+                memo: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The interpolation as sparse CSR matrices (int32 indices) in the table's dtype:
+        ``gather`` (N·L, T), out = gather @ table, and its transpose ``scatter`` (T, N·L), the
+        table gradient being scatter @ grad_out.
+
+        ``gather`` row r = n·L + l holds the 2^d corners of sample n at level l in order;
+        ``scatter`` comes from a stable sort of the corner rows, so each table row lists its
+        contributions in sample order (the order index_add accumulates them). Corners that hash
+        to one entry stay as repeated (row, column) pairs, which the products sum.
+        """
+        key = self.table.dtype
+        if key not in memo:
+            n, l, c = idx.shape
+            t, dev = self.table.shape[0], idx.device
+            cols, vals = idx.reshape(-1).int(), w.reshape(-1).to(self.table.dtype)
+            crow = torch.arange(0, n * l * c + 1, c, device=dev, dtype=torch.int32)
+            order = torch.sort(cols, stable=True).indices
+            counts = torch.bincount(cols, minlength=t)
+            srow = torch.zeros(t + 1, device=dev, dtype=torch.int32)
+            srow[1:] = counts.cumsum(0)
+            with warnings.catch_warnings():  # torch flags sparse CSR as "beta" on first use
+                warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+                memo[key] = (torch.sparse_csr_tensor(crow, cols, vals, (n * l, t)),
+                             torch.sparse_csr_tensor(srow, (order // c).int(), vals[order],
+                                                     (t, n * l)))
+        return memo[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # torch.func transforms (vmap over samples for per-sample Jacobians) wrap x: no caching
-        if x.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(x):
-            idx, w = self.interpolation(x)
+        n = x.shape[0]
+        wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+        if (torch.compiler.is_compiling() or x.requires_grad or wrapped(x) or wrapped(self.table)
+                or not (torch.is_grad_enabled() and self.table.requires_grad)):
+            # coordinate gradients, torch.func transforms (vmap, jacrev), torch.compile traces
+            # (inductor fuses the gather) and inference (e.g. evaluation between training
+            # steps): fresh interpolation; the training cache stays as it is
+            out = self._gather(*self.interpolation(x))
         else:
-            idx, w = self._cached_interpolation(x)
+            idx, w, memo = self._cached_interpolation(x)
+            # CPU: sparse matrix products with int32 indices; CUDA (gather + atomic adds), more
+            # than 2^31 corner entries and the reference "eager" kernel backend: gather
+            if (x.device.type == "cpu" and kernels.get_backend() != "eager"
+                    and idx.numel() < 2**31 - 1):
+                gather, scatter = self._sparse(idx, w, memo)
+                out = SparseInterpolation.apply(self.table, gather, scatter)
+            else:
+                out = self._gather(idx, w)
+        out = out.reshape(n, -1)
+        return torch.cat([x, out], dim=1) if self.include_input else out
+
+    def _gather(self, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Interpolated features (N, L, F) by gathering the corner rows and weighting them."""
         n, l, c = idx.shape
         # index_select's backward is a plain index_add (table[idx] would sort for index_put)
         corner = self.table.index_select(0, idx.reshape(-1)).view(n, l, c, self.features)
-        out = torch.einsum("nlcf,nlc->nlf", corner, w.to(self.table.dtype)).reshape(n, -1)
-        return torch.cat([x, out], dim=1) if self.include_input else out
+        return torch.einsum("nlcf,nlc->nlf", corner, w.to(self.table.dtype))
+
+
+class SparseInterpolation(torch.autograd.Function):
+    """out = gather @ table (N·L, F); d table = scatter @ d out, scatter = gatherᵀ (CSR).
+
+    With fixed coordinates the interpolation is a constant sparse matrix with 2^d entries per
+    row; its transpose, built once in CSR (rows sorted by table entry), turns the table gradient
+    into a sparse × dense product: each table row sums its contributions in one place (no
+    scatter_add over N·L·2^d rows, no atomics, deterministic).
+    """
+
+    @staticmethod
+    def forward(table: torch.Tensor, gather: torch.Tensor,  # type: ignore[override]
+                scatter: torch.Tensor) -> torch.Tensor:
+        return gather @ table
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        ctx.scatter = inputs[2]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g: torch.Tensor) -> tuple:  # type: ignore[override]
+        return ctx.scatter @ g, None, None
 
 
 def build_encoding(cfg: EncodingConfig, in_dim: int) -> nn.Module:

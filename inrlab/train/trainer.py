@@ -43,6 +43,8 @@ from ..utils import (
     to_jsonable,
     write_json,
 )
+from .compile import CompiledForward
+from .optim import build_adam
 from .stop import DeferredStop
 
 RUN_FILES = ("config.json", "history.jsonl", "checkpoint.pt", "metrics.json")  # + problem.outputs
@@ -134,7 +136,8 @@ class Trainer:
         self.technique = technique or build_technique(cfg.train.technique, cfg.train)
         self.technique.setup(self.model, self.problem)
         t = cfg.train
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, eps=t.adam_eps)
+        self.opt = build_adam(self.model.parameters(), t.lr, t.adam_eps)
+        self.forward = CompiledForward(self.model) if t.compile else None
         self.gen = torch.Generator().manual_seed(t.seed + 1)
         self.step = 0
         self.seconds = 0.0
@@ -326,7 +329,8 @@ class Trainer:
                 for g in self.opt.param_groups:
                     g["lr"] = t.lr * lr_factor(t, self.step)
                 dirty = coupled  # a training forward updates running norm statistics
-                pred = prob.forward(self.model(batch.x), batch)
+                out = self.model(batch.x) if self.forward is None else self.forward(batch.x)
+                pred = prob.forward(out, batch)
                 loss = self.technique.loss(self.model, batch, pred, self.step)
                 mse = prob.loss(pred.detach(), batch.y).item()
                 if not (math.isfinite(mse) and math.isfinite(loss.item())):
@@ -376,6 +380,8 @@ class Trainer:
         last = self.history[-1] if self.history and self.history[-1]["step"] == self.step else {}
         metrics = {**last, "step": self.step, **self.evaluate(structural=True),
                    "steps": self.step, "seconds": round(self.seconds, 3)}
+        if self.forward is not None and self.forward.seconds is not None:
+            metrics["compile_seconds"] = round(self.forward.seconds, 3)
         if self.out is not None:
             self._save_checkpoint()
             self._write_final("finished", metrics)

@@ -1,0 +1,201 @@
+"""The fast paths (fused activation kernels, sparse grid interpolation, fused Adam) give the same
+values and gradients as the eager formulas they replace."""
+
+import pytest
+import torch
+
+from inrlab.config import ActivationConfig, ModelConfig, preset
+from inrlab.errors import InrlabError
+from inrlab.models import build_model, kernels
+from inrlab.models.encodings import Grid
+from inrlab.train.optim import build_adam
+
+PARAMS = {"sine": (30.0,), "finer": (5.0,), "gauss": (3.0,), "wire": (20.0, 2.0)}
+
+
+@pytest.fixture
+def eager_backend():
+    kernels.set_backend("eager")
+    yield
+    kernels.set_backend("auto")
+
+
+@pytest.mark.parametrize("kind", list(PARAMS))
+def test_function_matches_eager_formula(kind, eager_backend):
+    z = (torch.randn(300, dtype=torch.float64) * 0.7).requires_grad_()
+    g = torch.randn(300, dtype=torch.float64)
+    ref = kernels.KERNELS[kind][0](z, *PARAMS[kind])
+    (ref_grad,) = torch.autograd.grad(ref, z, g)
+    out = kernels.FUNCTIONS[kind].apply(z, *PARAMS[kind])
+    (grad,) = torch.autograd.grad(out, z, g)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", list(PARAMS))
+def test_function_gradcheck_jvp_vmap(kind, eager_backend):
+    fn = kernels.FUNCTIONS[kind]
+    z = (torch.randn(12, dtype=torch.float64) * 0.5).requires_grad_()
+    p = PARAMS[kind]
+    eager = kernels.KERNELS[kind][0]
+    if kind != "finer":  # FINER's published gradient holds |z| + 1 constant: not the derivative
+        assert torch.autograd.gradcheck(lambda t: fn.apply(t, *p), (z,), check_forward_ad=True)
+        assert torch.autograd.gradgradcheck(lambda t: fn.apply(t, *p), (z,))
+    v = torch.randn(12, dtype=torch.float64)
+    torch.testing.assert_close(torch.func.jvp(lambda t: fn.apply(t, *p), (z.detach(),), (v,))[1],
+                               torch.func.jvp(lambda t: eager(t, *p), (z.detach(),), (v,))[1])
+    (g1,) = torch.autograd.grad(fn.apply(z, *p).sum(), z, create_graph=True)
+    (e1,) = torch.autograd.grad(eager(z, *p).sum(), z, create_graph=True)
+    torch.testing.assert_close(torch.autograd.grad(g1.sum(), z)[0],
+                               torch.autograd.grad(e1.sum(), z)[0])
+    zs = torch.randn(3, 5, dtype=torch.float64)
+    torch.testing.assert_close(torch.func.vmap(lambda t: fn.apply(t, *p))(zs),
+                               kernels.KERNELS[kind][0](zs, *p))
+    jac = torch.func.jacrev(lambda t: fn.apply(t, *p))(zs[0])
+    ref = torch.func.jacrev(lambda t: kernels.KERNELS[kind][0](t, *p))(zs[0])
+    torch.testing.assert_close(jac, ref)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(PARAMS))
+def test_compiled_kernels_match_eager(kind):
+    """torch.compile'd kernels: same values and gradients up to float32 rounding."""
+    kernels.set_backend("compiled")
+    try:
+        z = torch.randn(64, 257).requires_grad_()
+        g = torch.randn(64, 257)
+        out = kernels.apply(kind, z, *PARAMS[kind])
+        (grad,) = torch.autograd.grad(out, z, g)
+    finally:
+        kernels.set_backend("auto")
+    ref = kernels.KERNELS[kind][0](z, *PARAMS[kind])
+    (ref_grad,) = torch.autograd.grad(ref, z, g)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-4)
+
+
+def test_small_tensors_stay_eager():
+    z = torch.randn(10, 4)
+    assert not kernels.use_compiled(z)
+
+
+def test_unknown_backend_is_one_line_error():
+    with pytest.raises(InrlabError, match="kernel backend"):
+        kernels.set_backend("fast")
+
+
+@pytest.mark.parametrize("dim,hashed,log2", [(2, False, 19), (2, True, 4), (3, True, 6),
+                                             (3, False, 19), (1, True, 4)])
+def test_sparse_interpolation_matches_gather(dim, hashed, log2):
+    """The CSR path (cached coordinates) equals index_select + weighting, values and table
+    gradient, including hashed levels whose corners collide (tiny tables)."""
+    torch.manual_seed(0)
+    grid = Grid(dim, levels=4, base_resolution=2, finest_resolution=9, features_per_level=3,
+                hashed=hashed, log2_table_size=log2, init_scale=1.0)
+    x = torch.rand(500, dim) * 2 - 1
+    g = torch.randn(500, grid.out_dim)
+    out = grid(x)  # cached path: sparse matrices
+    (grad,) = torch.autograd.grad(out, grid.table, g)
+    ref = grid._gather(*grid.interpolation(x)).reshape(500, -1)
+    ref = torch.cat([x, ref], dim=1)
+    (ref_grad,) = torch.autograd.grad(ref, grid.table, g)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5)
+
+
+def test_sparse_interpolation_keeps_coordinate_gradients():
+    grid = Grid(2, levels=2, base_resolution=2, finest_resolution=4, features_per_level=2,
+                hashed=False, init_scale=1.0)
+    x = (torch.rand(20, 2) * 2 - 1).requires_grad_()
+    grid(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def _short_run(name, adam, fast):
+    """A few seeded full-batch steps; ``fast=False`` forces the eager/gather reference paths."""
+    cfg = preset(name)
+    cfg.model.width, cfg.model.depth = 32, 2
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 2, 3)
+    opt = build_adam(model.parameters(), cfg.train.lr, cfg.train.adam_eps, adam)
+    x = torch.rand(400, 2) * 2 - 1
+    y = torch.sin(3 * x).sum(1, keepdim=True).repeat(1, 3)
+    grid = model.encoding if isinstance(model.encoding, Grid) else None
+    for _ in range(5):
+        if grid is not None and not fast:
+            feats = grid._gather(*grid.interpolation(x)).reshape(400, -1)
+            h = torch.cat([x, feats], 1) if grid.include_input else feats
+            for lin, norm, act in zip(model.linears, model.norms, model.acts, strict=True):
+                h = act(norm(lin(h)))
+            pred = model.head(h)
+        else:
+            pred = model(x)
+        loss = torch.mean((pred - y) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("name", ["hash", "mpe", "siren", "wire"])
+def test_seeded_training_equal_within_tolerance(name):
+    """Fused Adam + sparse grid path vs looped Adam + gather path: same parameters after five
+    seeded steps, up to float32 rounding."""
+    fast = _short_run(name, "fused", fast=True)
+    ref = _short_run(name, "loop", fast=False)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_model_with_fused_activation_under_vmap_and_jvp():
+    """The eNTK engine's transforms (vmap of jacrev, jvp) see the eager formula."""
+    cfg = ModelConfig(activation=ActivationConfig(kind="wire"), width=16, depth=2)
+    model = build_model(cfg, 2, 1).double()
+    params = dict(model.named_parameters())
+    x = torch.rand(5, 2, dtype=torch.float64)
+
+    def f(p, xi):
+        return torch.func.functional_call(model, p, (xi[None],))[0, 0]
+
+    jac = torch.func.vmap(torch.func.jacrev(f), in_dims=(None, 0))(params, x)
+    tangent = {k: torch.ones_like(v) for k, v in params.items()}
+    _, jv = torch.func.jvp(lambda p: torch.func.functional_call(model, p, (x,)), (params,),
+                           (tangent,))
+    ref = sum(j.reshape(5, -1).sum(1) for j in jac.values())
+    torch.testing.assert_close(jv[:, 0], ref)
+
+
+def _fit_small(small_image, name, compile_):
+    from inrlab.train.trainer import Trainer
+
+    cfg = preset(name)
+    cfg.model.width, cfg.model.depth = 16, 2
+    cfg.train.steps, cfg.train.eval_every, cfg.train.compile = 4, 2, compile_
+    cfg.train.device = "cpu"
+    tr = Trainer(cfg, small_image, progress=False)
+    res = tr.train()
+    return res, torch.cat([p.detach().flatten() for p in res.model.parameters()])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hash", "siren"])
+def test_train_compile_matches_eager(small_image, name):
+    res, params = _fit_small(small_image, name, True)
+    _, ref = _fit_small(small_image, name, False)
+    assert res.metrics["compile_seconds"] > 0
+    torch.testing.assert_close(params, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_train_compile_falls_back_to_eager(small_image, monkeypatch):
+    """Where torch.compile fails (no compiler), training runs eager after one warning."""
+    from inrlab.train import compile as compile_mod
+
+    def broken(model, **kwargs):
+        def fail(x):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(compile_mod.torch, "compile", broken)
+    with pytest.warns(UserWarning, match="train.compile unavailable"):
+        _, params = _fit_small(small_image, "hash", True)
+    _, ref = _fit_small(small_image, "hash", False)
+    torch.testing.assert_close(params, ref, rtol=0, atol=0)
