@@ -1,6 +1,7 @@
 """Empirical NTK: kernels (structured and Jacobian routes), kernel–vector products, spectra."""
 
 from .kernel import METHODS, kernel, kernel_matvec, resolve_method
+from .patch import patch_kernel
 from .spectrum import eigenvector_frequencies, eigh, lanczos, report, summary
 
 __all__ = ["METHODS", "kernel", "kernel_matvec", "resolve_method", "eigh", "summary", "report",

@@ -255,6 +255,42 @@ class IGA(Technique):
             from ..ntk import kernel as fn
         return fn(model, x, method=self.icfg.ntk_method, dtype=torch.float64, outputs="surrogate")
 
+    def group_kernel(self, model: nn.Module, groups: torch.Tensor, res: torch.Tensor,
+                     present: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The eNTK (n_b, n_b) float64 between the batch's groups ``groups`` (n_b,), whose row
+        for a group is chosen by ``train.iga.kernel`` (residuals ``res`` (n_b, p, C), slots in
+        the batch ``present`` (n_b, p)):
+
+        * ``representative``: the gradient at the group's representative point (:meth:`kernel`);
+        * ``patch_sum`` / ``patch_mean``: of the output summed / averaged over the group's points
+          in the batch (both give the same S: S depends on eigenvalue ratios only);
+        * ``reference``: the official code's indexing, the output summed over the slots of every
+          group's representative (slot k counted as often as it is a representative), i.e. the
+          patch sum weighted by those counts.
+
+        Patch kernels use :func:`inrlab.ntk.patch.patch_kernel` in the model's dtype.
+        """
+        kind = self.icfg.kernel
+        dev = res.device
+        index = self._on("index", dev)[groups]  # (n_b, p)
+        coords = self._on("coords", dev)
+        if kind == "representative":
+            rep = self.representatives(res, present)
+            return self.kernel(model, coords[index[torch.arange(len(groups), device=dev), rep]]
+                               .to(dtype))
+        if kind == "reference":
+            rep = self.representatives(res, present)
+            counts = torch.bincount(rep, minlength=index.shape[1]).to(dtype)
+            weights = counts.expand(len(groups), -1)
+        else:
+            weights = present.to(dtype)
+            if kind == "patch_mean":
+                weights = weights / weights.sum(1, keepdim=True)
+        from ..ntk.patch import patch_kernel
+        param_dtype = next(model.parameters()).dtype
+        return patch_kernel(model, coords[index].to(dtype), weights, method=self.icfg.ntk_method,
+                            dtype=param_dtype).double()
+
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor,
              idx: torch.Tensor, step: int) -> torch.Tensor:
         """L' = (2/(B·C)) Σ pred ⊙ stopgrad(S r): its gradient is the adjusted update."""
@@ -280,9 +316,8 @@ class IGA(Technique):
         if stale:
             present = torch.zeros(len(groups), p, dtype=torch.bool, device=dev)
             present[local, k_of] = True
-            rep = self.representatives(res, present)
-            xr = self._on("coords", dev)[self._on("index", dev)[groups, rep]].to(x.dtype)
-            bal = balance(self.kernel(model, xr), self.icfg.start, self.icfg.end, self.icfg.variant)
+            k = self.group_kernel(model, groups, res, present, x.dtype)
+            bal = balance(k, self.icfg.start, self.icfg.end, self.icfg.variant)
             if bal.eigenvalues is None:
                 self.fallbacks += 1
             self.last, self._balance_step, self._balance_groups = bal, step, groups
