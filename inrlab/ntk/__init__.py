@@ -4,5 +4,5 @@ from .kernel import METHODS, kernel, kernel_matvec, resolve_method
 from .patch import patch_kernel
 from .spectrum import eigenvector_frequencies, eigh, lanczos, report, summary
 
-__all__ = ["METHODS", "kernel", "kernel_matvec", "resolve_method", "eigh", "summary", "report",
-           "eigenvector_frequencies", "lanczos"]
+__all__ = ["METHODS", "kernel", "kernel_matvec", "resolve_method", "patch_kernel", "eigh",
+           "summary", "report", "eigenvector_frequencies", "lanczos"]
