@@ -90,8 +90,7 @@ def _structured(model: nn.Module, x: torch.Tensor, w: torch.Tensor,
         g = layer.grads[0].reshape(n, p, -1) * w[..., None]  # (n, p, out), weighted
         if layer.kind == "linear":
             if layer.weight:  # G_gᵀ diag(w_g) A_g, flattened: (n, out·in)
-                blk = (g.transpose(1, 2) @ layer.saved.reshape(n, p, -1)).flatten(1)
-                k += blk @ blk.T
+                _add_gram(k, (g.transpose(1, 2) @ layer.saved.reshape(n, p, -1)).flatten(1))
             if layer.bias:
                 b = g.sum(1)
                 k += b @ b.T
@@ -103,6 +102,20 @@ def _structured(model: nn.Module, x: torch.Tensor, w: torch.Tensor,
                 b = g.sum(1)
                 k += b @ b.T
     return k
+
+
+def _add_gram(k: torch.Tensor, b: torch.Tensor, chunks: int = 4) -> None:
+    """k += b bᵀ for b (n, D), computing only the blocks on and above the diagonal (k is
+    symmetric): (chunks + 1) / (2·chunks) of the full product's multiplications."""
+    n = b.shape[0]
+    edges = [n * i // chunks for i in range(chunks + 1)]
+    for i in range(chunks):
+        bi = b[edges[i]:edges[i + 1]]
+        for j in range(i, chunks):
+            blk = bi @ b[edges[j]:edges[j + 1]].T
+            k[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] += blk
+            if j > i:
+                k[edges[j]:edges[j + 1], edges[i]:edges[i + 1]] += blk.T
 
 
 def _jacobian(model: nn.Module, x: torch.Tensor, w: torch.Tensor,
