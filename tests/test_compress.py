@@ -86,3 +86,13 @@ def test_pillow_baselines_rise_with_quality():
     for fmt in ("JPEG", "WEBP"):
         lo, hi = pillow_curve(img, fmt, [10, 90])
         assert lo["bpp"] < hi["bpp"] and lo["psnr"] < hi["psnr"]
+
+
+def test_rate_distortion_helpers():
+    from inrlab.experiments.compression_rd import frontier, matched
+
+    curve = [{"bpp": 1.0, "psnr": 20.0}, {"bpp": 3.0, "psnr": 30.0}]
+    assert matched(curve, 2.0, "psnr") == 25.0 and matched(curve, 0.5, "psnr") is None
+    pts = [{"bpp": 0.5, "psnr": 18.0}, {"bpp": 0.9, "psnr": 17.0}, {"bpp": 1.4, "psnr": 26.0}]
+    assert frontier(pts, 1.0, "psnr") == 18.0 and frontier(pts, 2.0, "psnr") == 26.0
+    assert frontier(pts, 0.4, "psnr") is None

@@ -4,7 +4,8 @@ Kodak image, norm and width, train an INR, compress it at several bit depths
 quality range are the baselines, interpolated at each INR point's bpp ("matched bpp").
 
 Spec keys: ``images``, ``size``, ``preset``, ``depth``, ``widths``, ``steps``, ``bits``,
-``per_channel``, ``codec``, ``norms`` (table: norm → learning rate), ``qualities``.
+``per_channel``, ``codec``, ``norms`` (table: norm → learning rate), ``qualities`` (JPEG/WebP),
+``bpp_grid`` (the rates the table compares at).
 """
 
 from __future__ import annotations
@@ -65,36 +66,43 @@ def run_rd(spec: dict[str, Any], out: Path, progress: bool = False) -> dict[str,
             p[f"{fmt}_ssim"] = matched(curve, p["bpp"], "ssim")
     result = {"spec": spec, "points": points, "baselines": baselines}
     (out / "results.json").write_text(json.dumps(result, indent=1))
-    (out / "table.md").write_text(table(points, spec))
+    (out / "table.md").write_text(table(points, spec, baselines))
     _plot(points, baselines, out / "rd.png")
-    print(table(points, spec))
+    print(table(points, spec, baselines))
     return result
 
 
-def table(points: list[dict[str, Any]], spec: dict[str, Any]) -> str:
-    """Markdown: per (width, bits) and norm, bpp / PSNR / SSIM averaged over images, with JPEG and
-    WebP at the same bpp; the last row counts each norm's wins in PSNR over the (width, bits)."""
-    norms = list(spec["norms"])
-    lines = ["| width, bits | " + " | ".join(LABELS[n] for n in norms) + " |",
-             "|---" * (len(norms) + 1) + "|"]
-    wins = dict.fromkeys(norms, 0)
-    for width in spec["widths"]:
-        for bits in spec["bits"]:
-            cells, mean_psnr = [], {}
-            for n in norms:
-                sel = [p for p in points if p["norm"] == n and p["width"] == width
-                       and p["bits"] == bits]
-                bpp, ps = np.mean([p["bpp"] for p in sel]), np.mean([p["psnr"] for p in sel])
-                ss = np.mean([p["ssim"] for p in sel])
-                jp = [p["jpeg_psnr"] for p in sel if p["jpeg_psnr"] is not None]
-                wp = [p["webp_psnr"] for p in sel if p["webp_psnr"] is not None]
-                ref = (f"; JPEG {np.mean(jp):.2f}" if len(jp) == len(sel) else "; JPEG n/a") + \
-                      (f", WebP {np.mean(wp):.2f}" if len(wp) == len(sel) else ", WebP n/a")
-                cells.append(f"{bpp:.2f} bpp: {ps:.2f} dB / {ss:.3f}{ref}")
-                mean_psnr[n] = ps
-            wins[max(mean_psnr, key=mean_psnr.get)] += 1
-            lines.append(f"| {width}, {bits} | " + " | ".join(cells) + " |")
-    lines.append("| PSNR wins | " + " | ".join(str(wins[n]) for n in norms) + " |")
+def frontier(points: list[dict[str, Any]], bpp: float, metric: str) -> float | None:
+    """The best ``metric`` among ``points`` whose bpp is at most ``bpp`` (None if there is none):
+    the operational rate–distortion curve of a family of compressed models."""
+    vals = [p[metric] for p in points if p["bpp"] <= bpp]
+    return max(vals) if vals else None
+
+
+def table(points: list[dict[str, Any]], spec: dict[str, Any], baselines: dict[str, Any]) -> str:
+    """Markdown: at each bpp of ``spec["bpp_grid"]``, each norm's best PSNR / SSIM within that
+    rate (over widths and bit depths; mean over images) and JPEG / WebP interpolated there."""
+    norms, images = list(spec["norms"]), spec["images"]
+    cols = [LABELS[n] for n in norms] + ["JPEG", "WebP"]
+    lines = ["| bpp ≤ | " + " | ".join(cols) + " | best INR |", "|---" * (len(cols) + 2) + "|"]
+    for b in spec["bpp_grid"]:
+        cells, best = [], {}
+        for n in norms:
+            per = [(frontier([p for p in points if p["norm"] == n and p["image"] == im], b, "psnr"),
+                    frontier([p for p in points if p["norm"] == n and p["image"] == im], b, "ssim"))
+                   for im in images]
+            if any(v is None for v, _ in per):
+                cells.append("—")
+                continue
+            best[LABELS[n]] = float(np.mean([v for v, _ in per]))
+            cells.append(f"{best[LABELS[n]]:.2f} / {np.mean([s for _, s in per]):.3f}")
+        for fmt in ("jpeg", "webp"):
+            per = [(matched(baselines[im][fmt], b, "psnr"), matched(baselines[im][fmt], b, "ssim"))
+                   for im in images]
+            cells.append("—" if any(v is None for v, _ in per) else
+                         f"{np.mean([v for v, _ in per]):.2f} / {np.mean([s for _, s in per]):.3f}")
+        winner = max(best, key=best.get) if best else "—"
+        lines.append(f"| {b:g} | " + " | ".join(cells) + f" | {winner} |")
     return "\n".join(lines) + "\n"
 
 
