@@ -147,6 +147,7 @@ class FRConfig:
     high: int = 128  # H high frequencies 1 … H
     phases: int = 32  # Φ phases 2πj/Φ
     alpha: float | None = None  # basis amplitude (None: ReLU 0.001, PE 0.05, sine/FINER 0.004)
+    bias: str = "keep"  # keep: the replaced layer's initial bias; zero: zeros (the official code)
 
     def validate(self) -> None:
         for name in ("low", "high", "phases"):
@@ -156,6 +157,7 @@ class FRConfig:
         _positive("train.fr.phases", self.phases)
         if self.alpha is not None:
             _positive("train.fr.alpha", self.alpha)
+        _choice("train.fr.bias", self.bias, ("keep", "zero"))
 
 
 @dataclass
