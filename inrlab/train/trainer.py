@@ -93,6 +93,17 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``config.json`` with the fields added since it was written at their defaults (so a
+    new config field does not make old runs "different"); unchanged if it no longer parses."""
+    body = {k: v for k, v in saved.items() if k != "signal_meta"}
+    try:
+        full = from_dict(RunConfig, body).to_dict()
+    except InrlabError:
+        return saved
+    return {**full, **({"signal_meta": saved["signal_meta"]} if "signal_meta" in saved else {})}
+
+
 class Trainer:
     """Trains one model on one signal; owns the run folder. Use :func:`run` or :func:`fit`."""
 
@@ -145,6 +156,7 @@ class Trainer:
             except (OSError, json.JSONDecodeError):
                 raise InrlabError(f"{cfg_path} is unreadable: use --overwrite or another --out") \
                     from None
+            old = _with_defaults(old)
             diff = _config_diff({**old, "train": {**old.get("train", {}), "steps": 0}},
                                 {**self.resolved, "train": {**self.resolved["train"], "steps": 0}})
             if diff:
