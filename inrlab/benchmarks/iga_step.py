@@ -56,9 +56,12 @@ def bench_preset(name: str, sig: Image, dev: torch.device, args: argparse.Namesp
         techs[method] = IGA(cfg.train)
         techs[method].setup(model, sig)
 
+    counter = iter(range(1 << 30))  # a new step number every call, so IGA recomputes K and S
+
     def step(tech: IGA | None) -> None:
         pred = model(x)
-        loss = torch.mean((pred - y) ** 2) if tech is None else tech.loss(model, x, y, pred, idx, 0)
+        loss = torch.mean((pred - y) ** 2) if tech is None else \
+            tech.loss(model, x, y, pred, idx, next(counter))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
