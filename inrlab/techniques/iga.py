@@ -125,19 +125,6 @@ class Balance:
         return (flat - v @ proj).reshape(r.shape)
 
 
-def _eigh_flushing_denormals(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.linalg.eigh`` with subnormal floats flushed to zero on the CPU: LAPACK's eigenvector
-    computation for these kernels passes through subnormal intermediates, which made a 384 × 384
-    eigh take 4–7 s instead of 0.4 s on the development CPU. Values below 2.2e-308 do not change
-    eigenpairs of kernels of order 1. Restores the default (no flushing) afterwards."""
-    flush = k.device.type == "cpu" and torch.set_flush_denormal(True)
-    try:
-        return torch.linalg.eigh(k)
-    finally:
-        if flush:
-            torch.set_flush_denormal(False)
-
-
 def balance(kernel: torch.Tensor, start: int, end: int, variant: str = "adam") -> Balance:
     """The balanced transform of a symmetric PSD ``kernel`` (n, n).
 
@@ -156,7 +143,7 @@ def balance(kernel: torch.Tensor, start: int, end: int, variant: str = "adam") -
     try:
         if not torch.isfinite(k).all():
             raise torch.linalg.LinAlgError("non-finite eNTK")
-        lam, vec = _eigh_flushing_denormals(k)
+        lam, vec = torch.linalg.eigh(k)
     except (torch.linalg.LinAlgError, RuntimeError) as e:
         warnings.warn(f"IGA: eigen-decomposition failed ({str(e).splitlines()[0][:80]}); this "
                       f"step uses the plain gradient (S = I)", RuntimeWarning, stacklevel=3)
