@@ -125,6 +125,21 @@ class Balance:
         return (flat - v @ proj).reshape(r.shape)
 
 
+def _eigh_one_thread(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh`` on one CPU thread (restoring the thread count): right after the
+    training forward pass, torch's OpenMP threads still busy-wait while LAPACK's eigh starts its
+    own, and on the 2-core development machine a 384 × 384 eigh then took 6–7 s instead of
+    0.1 s. One thread is fast enough for n ≤ a few thousand groups."""
+    if k.device.type != "cpu":
+        return torch.linalg.eigh(k)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.eigh(k)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def balance(kernel: torch.Tensor, start: int, end: int, variant: str = "adam") -> Balance:
     """The balanced transform of a symmetric PSD ``kernel`` (n, n).
 
@@ -143,7 +158,7 @@ def balance(kernel: torch.Tensor, start: int, end: int, variant: str = "adam") -
     try:
         if not torch.isfinite(k).all():
             raise torch.linalg.LinAlgError("non-finite eNTK")
-        lam, vec = torch.linalg.eigh(k)
+        lam, vec = _eigh_one_thread(k)
     except (torch.linalg.LinAlgError, RuntimeError) as e:
         warnings.warn(f"IGA: eigen-decomposition failed ({str(e).splitlines()[0][:80]}); this "
                       f"step uses the plain gradient (S = I)", RuntimeWarning, stacklevel=3)
