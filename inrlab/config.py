@@ -141,6 +141,7 @@ class ModelConfig:
 
 IGA_VARIANTS = ("adam", "sgd")
 IGA_LAYOUTS = ("auto", "run", "slices")
+IGA_KERNELS = ("representative", "patch_sum", "patch_mean", "reference")
 NTK_METHODS = ("auto", "structured", "jacobian")
 
 
@@ -155,6 +156,10 @@ class IGAConfig:
     end: int = 25  # balance eigenvalues start … end-1 (exclusive)
     variant: str = "adam"  # adam: clip the top ones down to λ_end; sgd: raise 1 … end-1 up to λ₀
     representative: str = "residual"  # residual (largest |r| summed over channels), centre, or a slot
+    # eNTK row of a group: representative (the gradient at its representative point), patch_sum /
+    # patch_mean (of the output summed / averaged over its training points), reference (the
+    # official code's indexing: summed over the slots of every group's residual representative)
+    kernel: str = "representative"
     every: int = 1  # recompute the eNTK and S every k steps (full batch only)
     ntk_method: str = "auto"  # inrlab.ntk.kernel route: auto, structured, jacobian
 
@@ -162,6 +167,7 @@ class IGAConfig:
         _positive("train.iga.group", self.group)
         _choice("train.iga.layout", self.layout, IGA_LAYOUTS)
         _choice("train.iga.variant", self.variant, IGA_VARIANTS)
+        _choice("train.iga.kernel", self.kernel, IGA_KERNELS)
         _choice("train.iga.ntk_method", self.ntk_method, NTK_METHODS)
         _positive("train.iga.every", self.every)
         if self.start < 0 or self.end <= self.start:
@@ -179,6 +185,7 @@ class FRConfig:
     high: int = 128  # H high frequencies 1 … H
     phases: int = 32  # Φ phases 2πj/Φ
     alpha: float | None = None  # basis amplitude (None: ReLU 0.001, PE 0.05, sine/FINER 0.004)
+    bias: str = "keep"  # keep: the replaced layer's initial bias; zero: zeros (the official code)
 
     def validate(self) -> None:
         for name in ("low", "high", "phases"):
@@ -188,6 +195,7 @@ class FRConfig:
         _positive("train.fr.phases", self.phases)
         if self.alpha is not None:
             _positive("train.fr.alpha", self.alpha)
+        _choice("train.fr.bias", self.bias, ("keep", "zero"))
 
 
 @dataclass

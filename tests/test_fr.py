@@ -44,6 +44,10 @@ def test_reparameterize_hidden_layers_only():
     assert isinstance(model.linears[0], torch.nn.Linear) and isinstance(model.head, torch.nn.Linear)
     assert not any(p is model.linears[1].basis for p in model.parameters())
     assert model.linears[1].basis.abs().max().item() == pytest.approx(0.05, rel=1e-3)  # PE α
+    assert model.linears[1].bias.abs().max() > 0  # keeps the replaced layer's initial bias
+    zero = build_model(preset("pe").model, 2, 3)
+    reparameterize(zero, 4, 4, 2, zero_bias=True)
+    assert zero.linears[1].bias.abs().max() == 0 and zero.linears[0].bias.abs().max() > 0
 
 
 def test_fr_trains_through_trainer():

@@ -12,7 +12,9 @@ from ..errors import InrlabError
 
 # experiment kind → (module, function(spec, out, progress=...))
 EXPERIMENTS = {"iga-kodak": ("iga_kodak", "run_kodak"), "iga-sines": ("iga_sines", "run_sines"),
-               "iga-twolayer": ("iga_twolayer", "run_twolayer")}
+               "iga-twolayer": ("iga_twolayer", "run_twolayer"),
+               "iga-fidelity": ("iga_fidelity", "run_fidelity"),
+               "compression-rd": ("compression_rd", "run_rd")}
 
 
 def repro_parser(sub: Any) -> None:

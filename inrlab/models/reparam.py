@@ -60,10 +60,11 @@ def default_alpha(model_cfg: object) -> float:
 
 
 def reparameterize(model: nn.Module, low: int, high: int, phases: int,
-                   alpha: float | None = None) -> int:
+                   alpha: float | None = None, zero_bias: bool = False) -> int:
     """Replace the hidden-to-hidden linears ``model.linears[1:]`` of an :class:`INR` by
     :class:`FourierLinear` (in place); the first layer (coordinates in) and the head stay plain.
-    Returns the number of layers replaced."""
+    ``zero_bias``: start their biases at zero (the official code) instead of the replaced layers'
+    initial biases. Returns the number of layers replaced."""
     cfg = model.cfg  # type: ignore[attr-defined]
     a = default_alpha(cfg) if alpha is None else alpha
     omega0 = cfg.activation.omega0_hidden if cfg.activation.kind in ("sine", "finer") else 1.0
@@ -71,4 +72,7 @@ def reparameterize(model: nn.Module, low: int, high: int, phases: int,
     for i in range(1, len(linears)):
         basis = fourier_basis(linears[i].in_features, low, high, phases, a)
         linears[i] = FourierLinear(linears[i], basis, omega0)
+        if zero_bias:
+            with torch.no_grad():
+                linears[i].bias.zero_()
     return len(linears) - 1

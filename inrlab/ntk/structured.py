@@ -12,6 +12,7 @@ this is why batch-coupled norms are excluded (:func:`unsupported_layer`).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -86,21 +87,41 @@ def _add_grid_share(k: torch.Tensor, overlap: torch.Tensor, ga: torch.Tensor,
         k.index_put_((ij[0], ij[1]), vals * (ga[ij[0]] * gb[ij[1]]).sum(-1), accumulate=True)
 
 
-def structured_blocks(model: INR, x: torch.Tensor, directions: torch.Tensor,
-                      pairs: str = "all") -> torch.Tensor:
-    """Kernel blocks K_ab (M, M, N, N) for output directions e_a = ``directions[a]`` (M, C):
-    K_ab[i, j] = ⟨∂(e_a·f(x_i))/∂θ, ∂(e_b·f(x_j))/∂θ⟩ over the trainable parameters θ.
+@dataclass
+class LayerGradient:
+    """One trainable layer's share of a per-sample gradient, for N samples and M output directions.
 
-    ``model`` must be in the dtype of ``x`` (N, d) and pass :func:`unsupported_layer`.
-    ``pairs="diag"`` fills only the blocks a == b (the others stay zero).
+    ``kind``: ``"linear"`` (z = W a + b: ``saved`` = a (N, in), ``grads[a]`` = ∂(e_a·f)/∂z
+    (N, out)), ``"affine"`` (layer-norm γ, β: ``saved`` = x̂ (N, W), ``grads[a]`` = ∂/∂y (N, W))
+    or ``"grid"`` (``saved`` None, ``grads[a]`` = ∂/∂features (N, L, F)). ``weight``/``bias``:
+    whether the layer's weight (γ, table) and bias (β) are trainable.
+    """
+
+    kind: str
+    saved: torch.Tensor | None
+    grads: list[torch.Tensor]
+    weight: bool
+    bias: bool
+
+
+def layer_gradients(model: INR, x: torch.Tensor, directions: torch.Tensor
+                    ) -> tuple[list[LayerGradient], tuple[torch.Tensor, torch.Tensor] | None]:
+    """Per-layer inputs and output gradients of ``model`` at points ``x`` (N, d) for output
+    directions ``directions`` (M, C): one forward pass and M backward passes.
+
+    Returns the layers in forward order (head last) and, for a grid encoding, its interpolation
+    (index, weight) (N, L, 2^d) (else None). ``model`` must be in the dtype of ``x`` and pass
+    :func:`unsupported_layer`.
     """
     n, m = x.shape[0], directions.shape[0]
     enc = model.encoding
     # (kind, saved tensor, node whose gradient is needed, trainable weight?, trainable bias?)
     layers: list[tuple[str, torch.Tensor | None, torch.Tensor, bool, bool]] = []
+    grid = None
     with torch.enable_grad():
         if isinstance(enc, Grid):
             index, weight = enc.interpolation(x)  # (N, L, 2^d)
+            grid = (index, weight.to(x.dtype))
             corner = enc.table.detach().index_select(0, index.reshape(-1))
             feats = torch.einsum("nlcf,nlc->nlf", corner.view(*index.shape, enc.features),
                                  weight.to(x.dtype)).requires_grad_()
@@ -128,31 +149,49 @@ def structured_blocks(model: INR, x: torch.Tensor, directions: torch.Tensor,
         for a in range(m):
             s = (out @ directions[a]).sum()
             grads.append(torch.autograd.grad(s, nodes, retain_graph=a < m - 1, allow_unused=True))
-    layers.append(("linear", h.detach(), out, head.weight.requires_grad, head.bias.requires_grad))
-    head_g = [directions[a].expand(n, -1) for a in range(m)]
+    result = [LayerGradient(kind, saved, [_zero_if_none(grads[a][k], node) for a in range(m)],
+                            w_on, b_on)
+              for k, (kind, saved, node, w_on, b_on) in enumerate(layers)]
+    result.append(LayerGradient("linear", h.detach(), [directions[a].expand(n, -1) for a in range(m)],
+                                head.weight.requires_grad, head.bias.requires_grad))
+    return result, grid
+
+
+def structured_blocks(model: INR, x: torch.Tensor, directions: torch.Tensor,
+                      pairs: str = "all") -> torch.Tensor:
+    """Kernel blocks K_ab (M, M, N, N) for output directions e_a = ``directions[a]`` (M, C):
+    K_ab[i, j] = ⟨∂(e_a·f(x_i))/∂θ, ∂(e_b·f(x_j))/∂θ⟩ over the trainable parameters θ.
+
+    ``model`` must be in the dtype of ``x`` (N, d) and pass :func:`unsupported_layer`.
+    ``pairs="diag"`` fills only the blocks a == b (the others stay zero).
+    """
+    n, m = x.shape[0], directions.shape[0]
+    layers, grid = layer_gradients(model, x, directions)
     blocks = torch.zeros(m, m, n, n, dtype=x.dtype, device=x.device)
     pair_list = [(a, b) for a in range(m) for b in range(m) if pairs == "all" or a == b]
-    for k, (kind, saved, node, w_on, b_on) in enumerate(layers):
-        g = [head_g[a] if node is out else _zero_if_none(grads[a][k], node) for a in range(m)]
-        if kind == "grid":
-            weight = weight.to(x.dtype)
+    for layer in layers:
+        g, saved = layer.grads, layer.saved
+        if layer.kind == "grid":
+            assert grid is not None
+            index, weight = grid
             for lev in range(index.shape[1]):
                 overlap = grid_overlap(index[:, lev], weight[:, lev])
                 for a, b in pair_list:
                     _add_grid_share(blocks[a, b], overlap, g[a][:, lev], g[b][:, lev])
             continue
         assert saved is not None
-        if kind == "linear":
-            share = saved @ saved.T if w_on else torch.zeros(n, n, dtype=x.dtype, device=x.device)
-            if b_on:
+        if layer.kind == "linear":
+            share = saved @ saved.T if layer.weight else torch.zeros(n, n, dtype=x.dtype,
+                                                                      device=x.device)
+            if layer.bias:
                 share += 1
             for a, b in pair_list:
                 blocks[a, b].addcmul_(g[a] @ g[b].T, share)
         else:  # layer-norm affine: γ share (G⊙X̂)(G⊙X̂)ᵀ, β share G Gᵀ
             for a, b in pair_list:
-                if w_on:
+                if layer.weight:
                     blocks[a, b] += (g[a] * saved) @ (g[b] * saved).T
-                if b_on:
+                if layer.bias:
                     blocks[a, b] += g[a] @ g[b].T
     return blocks
 

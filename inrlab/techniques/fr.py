@@ -22,4 +22,4 @@ class FR(Technique):
             raise InrlabError("FR reparameterizes hidden-to-hidden layers: the model needs "
                               "model.depth ≥ 2")
         f = self.cfg.fr
-        reparameterize(model, f.low, f.high, f.phases, f.alpha)
+        reparameterize(model, f.low, f.high, f.phases, f.alpha, zero_bias=f.bias == "zero")

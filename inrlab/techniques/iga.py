@@ -150,6 +150,21 @@ class Balance:
         return (flat - v @ proj).reshape(r.shape)
 
 
+def _eigh_one_thread(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh`` on one CPU thread (restoring the thread count): right after the
+    training forward pass, torch's OpenMP threads still busy-wait while LAPACK's eigh starts its
+    own, and on the 2-core development machine a 384 × 384 eigh then took 6–7 s instead of
+    0.1 s. One thread is fast enough for n ≤ a few thousand groups."""
+    if k.device.type != "cpu":
+        return torch.linalg.eigh(k)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.eigh(k)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def balance(kernel: torch.Tensor, start: int, end: int, variant: str = "adam") -> Balance:
     """The balanced transform of a symmetric PSD ``kernel`` (n, n).
 
@@ -168,7 +183,7 @@ def balance(kernel: torch.Tensor, start: int, end: int, variant: str = "adam") -
     try:
         if not torch.isfinite(k).all():
             raise torch.linalg.LinAlgError("non-finite eNTK")
-        lam, vec = torch.linalg.eigh(k)
+        lam, vec = _eigh_one_thread(k)
     except (torch.linalg.LinAlgError, RuntimeError) as e:
         warnings.warn(f"IGA: eigen-decomposition failed ({str(e).splitlines()[0][:80]}); this "
                       f"step uses the plain gradient (S = I)", RuntimeWarning, stacklevel=3)
@@ -306,6 +321,42 @@ class IGA(Technique):
         return self.problem.kernel(model, idx, method=self.icfg.ntk_method, dtype=torch.float64,
                                    outputs="surrogate")
 
+    def group_kernel(self, model: nn.Module, groups: torch.Tensor, res: torch.Tensor,
+                     present: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The eNTK (n_b, n_b) float64 between the batch's groups ``groups`` (n_b,), whose row
+        for a group is chosen by ``train.iga.kernel`` (residuals ``res`` (n_b, p, C), slots in
+        the batch ``present`` (n_b, p)):
+
+        * ``representative``: the gradient at the group's representative point (:meth:`kernel`);
+        * ``patch_sum`` / ``patch_mean``: of the output summed / averaged over the group's points
+          in the batch (both give the same S: S depends on eigenvalue ratios only);
+        * ``reference``: the official code's indexing, the output summed over the slots of every
+          group's representative (slot k counted as often as it is a representative), i.e. the
+          patch sum weighted by those counts.
+
+        Patch kernels use :func:`inrlab.ntk.patch.patch_kernel` in the model's dtype.
+        """
+        kind = self.icfg.kernel
+        assert self.problem is not None
+        dev = res.device
+        index = self._on("index", dev)[groups]  # (n_b, p) measurement indices
+        if kind == "representative":
+            rep = self.representatives(res, present)
+            return self.kernel(model, index[torch.arange(len(groups), device=dev), rep].cpu())
+        if kind == "reference":
+            rep = self.representatives(res, present)
+            counts = torch.bincount(rep, minlength=index.shape[1]).to(dtype)
+            weights = counts.expand(len(groups), -1)
+        else:
+            weights = present.to(dtype)
+            if kind == "patch_mean":
+                weights = weights / weights.sum(1, keepdim=True)
+        from ..ntk.patch import patch_kernel
+        param_dtype = next(model.parameters()).dtype
+        points = self.problem.points(index.reshape(-1).cpu()).view(*index.shape, -1).to(dev)
+        return patch_kernel(model, points.to(dtype), weights, method=self.icfg.ntk_method,
+                            dtype=param_dtype).double()
+
     def loss(self, model: nn.Module, batch: Batch, pred: torch.Tensor, step: int) -> torch.Tensor:
         """L' = (2/(B·C)) Σ pred ⊙ stopgrad(S r): its gradient is the adjusted update (for the
         MSE loss; other losses use their residual, ``Problem.residual``)."""
@@ -333,10 +384,8 @@ class IGA(Technique):
         if stale:
             present = torch.zeros(len(groups), p, dtype=torch.bool, device=dev)
             present[local, k_of] = True
-            rep = self.representatives(res, present)
-            rep_idx = self._on("index", dev)[groups, rep].cpu()
-            bal = balance(self.kernel(model, rep_idx), self.icfg.start, self.icfg.end,
-                          self.icfg.variant)
+            k = self.group_kernel(model, groups, res, present, pred.dtype)
+            bal = balance(k, self.icfg.start, self.icfg.end, self.icfg.variant)
             if bal.eigenvalues is None:
                 self.fallbacks += 1
             self.last, self._balance_step, self._balance_groups = bal, step, groups
