@@ -27,6 +27,15 @@ from inrlab.problems import load_problem as load_signal
 from inrlab.train.trainer import LOCK_NAME, run
 from inrlab.utils import FolderLock, atomic_torch_save
 
+
+@pytest.fixture(autouse=True)
+def default_sigint():
+    """Python's own Ctrl-C handler during each test: a test run started in the background (as CI
+    may do) inherits SIGINT ignored, and the deferred-stop tests are about the default handler."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
 # A 1-D run that is fast (a few ms a step) but uses every source of state: minibatch RNG, Adam,
 # a cosine schedule, periodic evaluation and checkpoints.
 TINY = {"signal.name": "sines:2,5@128", "model.width": 16, "model.depth": 2, "train.steps": 14,
