@@ -293,6 +293,23 @@ def test_cli_fit_ct_writes_baselines_and_figures(tmp_path):
     assert cfg["signal"]["ct"]["angles"] == 12 and cfg["signal_meta"]["kind"] == "ct"
 
 
+def test_cli_ct_fit_beats_fbp_at_30_angles(tmp_path):
+    """Issue 10: the INR beats FBP at sparse views. 48² Shepp–Logan, 30 angles, the CT setting
+    of docs/inverse.md (PE with 4 frequencies, 3×64, lr 5e-3 cosine, 800 full-batch steps):
+    measured 29.19–29.54 dB over seeds 0–2 and 1–2 threads against FBP 27.78 dB (+1.4 to
+    +1.8 dB); asserted with a 1 dB margin. The band-limited encoding is the regulariser: 30×72
+    rays < 48² unknowns, and past the sinogram's model-error floor (~35 dB) a wider-band field
+    fits the model error and loses image PSNR."""
+    from inrlab.cli import main
+
+    out = tmp_path / "ct30"
+    main(["fit", "ct:shepp_logan", "--preset", "pe", "--signal.ct.angles", "30", "--size", "48",
+          "--model.encoding.n_frequencies", "4", "--width", "64", "--lr", "5e-3",
+          "--schedule", "cosine", "--steps", "800", "--eval_every", "800", "--out", str(out), "--quiet"])
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["psnr"] > m["fbp_psnr"] + 1.0, (m["psnr"], m["fbp_psnr"])
+
+
 def test_cli_fit_mri_writes_baselines_and_figures(tmp_path):
     from inrlab.cli import main
 
