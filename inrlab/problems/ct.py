@@ -26,11 +26,10 @@ import torch
 
 from ..config import SignalConfig
 from ..errors import InrlabError
-from ..models import predict
-from ..train.metrics import psnr, ssim
-from .base import Batch, GridData, Problem
+from ..train.metrics import psnr
+from .base import Batch, GridData
 from .radon import ParallelBeam, apply_rays
-from .sources import default_size, grid_points, load_source, sample_object
+from .sources import ImageInverse, default_size, grid_points, image_scores, load_source, sample_object
 
 
 def ct_angles(cfg: SignalConfig) -> np.ndarray:
@@ -89,16 +88,7 @@ def sart(sino: np.ndarray, op: ParallelBeam, iterations: int) -> np.ndarray:
     return img
 
 
-def image_scores(pred: np.ndarray, truth: np.ndarray, structural: bool = True,
-                 prefix: str = "") -> dict[str, float | None]:
-    """PSNR (data range 1) and SSIM of an (N, N) image against the truth in [0, 1]."""
-    out: dict[str, float | None] = {f"{prefix}psnr": psnr(pred, truth, 1.0)}
-    if structural:
-        out[f"{prefix}ssim"] = ssim(pred, truth) if min(truth.shape) >= 11 else None
-    return out
-
-
-class CT(Problem):
+class CT(ImageInverse):
     """Parallel-beam CT of an N×N image from its (A, D) sinogram (see the module doc).
 
     Attributes:
@@ -110,10 +100,6 @@ class CT(Problem):
         baselines: {"fbp": (N, N), "sart": (N, N)} reconstructions.
     """
 
-    in_dim, out_dim = 2, 1
-    linear = True
-    outputs = ("reconstruction.png", "reconstruction.npy", "summary.png")
-
     def __init__(self, source: str, size: int | None = None, cfg: SignalConfig | None = None):
         cfg = cfg if cfg is not None else SignalConfig(f"ct:{source}", size)
         cfg.ct.validate()
@@ -124,7 +110,7 @@ class CT(Problem):
         detectors = c.detectors or 8 * math.ceil(math.sqrt(2) * n / 8)
         self.op = ParallelBeam(n, angles, detectors)
         h = self.op.h
-        self.name = Path(source).stem if source not in ("shepp_logan", "dicom_ct", "dicom_mr") else source
+        self._image_grid(source, n)
         self.config = cfg
         self.truth = sample_object(src, grid_points(n), 1 + h / 2)
         clean = simulate_sinogram(src, self.op)
@@ -134,15 +120,12 @@ class CT(Problem):
             self.sinogram = clean + c.noise * peak * rng.standard_normal(clean.shape)
         else:
             self.sinogram = clean
-        ys = torch.tensor(grid_points(n), dtype=torch.float32)
-        self.coords = torch.stack(torch.meshgrid(ys, ys, indexing="ij"), -1).reshape(-1, 2)
         self.y = torch.tensor(self.sinogram.reshape(-1, 1), dtype=torch.float32)
         self.measurement_shape = self.op.shape
         self.train_idx = torch.arange(self.op.m)
         self.data_range = peak
         self.baselines = {"fbp": fbp(self.sinogram, self.op),
                           "sart": sart(self.sinogram, self.op, c.sart_iterations)}
-        self._baseline_scores: dict[str, dict[str, float | None]] = {}
         self._full: Batch | None = None
         self.meta = {
             "kind": "ct", **info, "size": n, "angles": len(angles),
@@ -192,20 +175,6 @@ class CT(Problem):
         return torch.sparse.mm(a, values)[:, None, :]
 
     # ------------------------------------------------------------------ scoring and pictures
-    def image(self, model: torch.nn.Module) -> np.ndarray:
-        """The field on the reconstruction grid: (N, N) float64."""
-        dev = next(model.parameters()).device
-        out = predict(model, self.coords.to(dev)).detach().float().cpu()
-        return out.numpy().astype(np.float64).reshape(self.op.n, self.op.n)
-
-    def baseline_scores(self, structural: bool) -> dict[str, float | None]:
-        key = "all" if structural else "psnr"
-        if key not in self._baseline_scores:
-            self._baseline_scores[key] = {
-                k: v for name, img in self.baselines.items()
-                for k, v in image_scores(img, self.truth, structural, f"{name}_").items()}
-        return self._baseline_scores[key]
-
     def evaluate(self, model: torch.nn.Module, structural: bool = True) -> dict[str, Any]:
         """Image PSNR/SSIM against the ground truth, sinogram PSNR (range: the measured peak),
         and the FBP / SART baselines' scores."""
@@ -261,9 +230,6 @@ class CT(Problem):
         """The FBP reconstruction on the image grid."""
         return GridData(self.coords, (self.op.n, self.op.n),
                         torch.tensor(self.baselines["fbp"].reshape(-1, 1), dtype=torch.float32))
-
-    def preview(self) -> np.ndarray:
-        return np.clip(self.truth, 0, 1)[..., None]
 
 
 def build_ct(cfg: SignalConfig) -> CT:

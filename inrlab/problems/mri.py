@@ -34,11 +34,9 @@ import torch
 
 from ..config import SignalConfig
 from ..errors import InrlabError
-from ..models import predict
 from ..train.metrics import psnr
-from .base import Batch, GridData, Problem
-from .ct import image_scores
-from .sources import default_size, grid_points, load_source, sample_object
+from .base import Batch, GridData
+from .sources import ImageInverse, default_size, image_scores, load_source, sample_object
 
 
 def fft2c(img: np.ndarray | torch.Tensor) -> Any:
@@ -106,7 +104,7 @@ def tv_cs(kspace: np.ndarray, mask: np.ndarray, weight: float, iterations: int) 
     return x
 
 
-class MRI(Problem):
+class MRI(ImageInverse):
     """Cartesian MRI of an N×N real image from masked k-space (see the module doc).
 
     Attributes:
@@ -118,10 +116,6 @@ class MRI(Problem):
         baselines: {"zero_filled": (N, N), "tv": (N, N)} magnitude images.
     """
 
-    in_dim, out_dim = 2, 1
-    linear = True
-    outputs = ("reconstruction.png", "reconstruction.npy", "summary.png")
-
     def __init__(self, source: str, size: int | None = None, cfg: SignalConfig | None = None):
         cfg = cfg if cfg is not None else SignalConfig(f"mri:{source}", size)
         cfg.mri.validate()
@@ -129,8 +123,8 @@ class MRI(Problem):
         src, info = load_source(source, "mri")
         n = default_size(size, src)
         h = 2.0 / (n - 1)
-        self.n, self.config = n, cfg
-        self.name = Path(source).stem if source not in ("shepp_logan", "dicom_ct", "dicom_mr") else source
+        self._image_grid(source, n)
+        self.config = cfg
         fine = sample_object(src, -1 + np.arange(2 * n) * h / 2, 1 + h / 2)
         lo = n - n // 2
         full = fft2c(fine)[lo:lo + n, lo:lo + n] / 2  # the N×N centre, orthonormal scale of N
@@ -143,8 +137,6 @@ class MRI(Problem):
             rng = np.random.default_rng(c.noise_seed)
             k = k + c.noise * peak * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
         self.kspace = np.where(self.mask, k, 0)
-        ys = torch.tensor(grid_points(n), dtype=torch.float32)
-        self.coords = torch.stack(torch.meshgrid(ys, ys, indexing="ij"), -1).reshape(-1, 2)
         self.y = torch.tensor(np.stack([self.kspace.real, self.kspace.imag], -1).reshape(-1, 2),
                               dtype=torch.float32)
         self.measurement_shape = (n, n)
@@ -154,7 +146,6 @@ class MRI(Problem):
         self._zero_filled_real = zf.real
         self.baselines = {"zero_filled": np.abs(zf),
                           "tv": np.abs(tv_cs(self.kspace, self.mask, c.tv_weight, c.tv_iterations))}
-        self._baseline_scores: dict[str, dict[str, float | None]] = {}
         self.meta = {
             "kind": "mri", **info, "size": n, "sampled_fraction": float(self.mask.mean()),
             "acceleration": float(1 / self.mask.mean()),
@@ -194,20 +185,6 @@ class MRI(Problem):
         return torch.stack([k.real, k.imag], 1)
 
     # ------------------------------------------------------------------ scoring and pictures
-    def image(self, model: torch.nn.Module) -> np.ndarray:
-        """The field on the grid: (N, N) float64 (signed; scores use its magnitude)."""
-        dev = next(model.parameters()).device
-        out = predict(model, self.coords.to(dev)).detach().float().cpu()
-        return out.numpy().astype(np.float64).reshape(self.n, self.n)
-
-    def baseline_scores(self, structural: bool) -> dict[str, float | None]:
-        key = "all" if structural else "psnr"
-        if key not in self._baseline_scores:
-            self._baseline_scores[key] = {
-                k: v for name, img in self.baselines.items()
-                for k, v in image_scores(img, self.truth, structural, f"{name}_").items()}
-        return self._baseline_scores[key]
-
     def evaluate(self, model: torch.nn.Module, structural: bool = True) -> dict[str, Any]:
         """PSNR/SSIM of the magnitude image against the truth (range 1), k-space PSNR over the
         sampled entries, and the zero-filled / TV baselines' scores."""
@@ -260,9 +237,6 @@ class MRI(Problem):
         """The zero-filled inverse FFT (real part) on the image grid."""
         return GridData(self.coords, (self.n, self.n),
                         torch.tensor(self._zero_filled_real.reshape(-1, 1), dtype=torch.float32))
-
-    def preview(self) -> np.ndarray:
-        return np.clip(self.truth, 0, 1)[..., None]
 
 
 def build_mri(cfg: SignalConfig) -> MRI:

@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import InrlabError
+from ..models import predict
+from ..train.metrics import psnr, ssim
+from .base import Problem
 
 NAMED = {"shepp_logan": "scikit-image shepp_logan_phantom()",
          "dicom_ct": "pydicom test file CT_small.dcm",
@@ -121,3 +125,52 @@ def default_size(size: int | None, src: np.ndarray) -> int:
     if n < 8:
         raise InrlabError(f"signal.size={n} is too small for an inverse problem: use ≥ 8")
     return int(n)
+
+
+def image_scores(pred: np.ndarray, truth: np.ndarray, structural: bool = True,
+                 prefix: str = "") -> dict[str, float | None]:
+    """PSNR (data range 1) and SSIM of an (N, N) image against the truth in [0, 1]."""
+    out: dict[str, float | None] = {f"{prefix}psnr": psnr(pred, truth, 1.0)}
+    if structural:
+        out[f"{prefix}ssim"] = ssim(pred, truth) if min(truth.shape) >= 11 else None
+    return out
+
+
+class ImageInverse(Problem):
+    """What CT and MRI share: an N×N real image (the field) on pixel centres ``coords`` (N², 2),
+    a ground truth ``truth`` (N, N) in [0, 1] and baseline reconstructions ``baselines``
+    ({name: (N, N)}) scored beside the INR. Subclasses call :meth:`_image_grid` in ``__init__``."""
+
+    in_dim, out_dim = 2, 1
+    linear = True
+    outputs = ("reconstruction.png", "reconstruction.npy", "summary.png")
+    n: int
+    coords: torch.Tensor
+    truth: np.ndarray
+    baselines: dict[str, np.ndarray]
+
+    def _image_grid(self, source: str, n: int) -> None:
+        """Name the problem after its source and lay out the N×N pixel grid."""
+        self.name = source if source in NAMED else Path(source).stem
+        self.n = n
+        ys = torch.tensor(grid_points(n), dtype=torch.float32)
+        self.coords = torch.stack(torch.meshgrid(ys, ys, indexing="ij"), -1).reshape(-1, 2)
+        self._baseline_scores: dict[str, dict[str, float | None]] = {}
+
+    def image(self, model: torch.nn.Module) -> np.ndarray:
+        """The field on the reconstruction grid: (N, N) float64."""
+        dev = next(model.parameters()).device
+        out = predict(model, self.coords.to(dev)).detach().float().cpu()
+        return out.numpy().astype(np.float64).reshape(self.n, self.n)
+
+    def baseline_scores(self, structural: bool) -> dict[str, float | None]:
+        """``{NAME_psnr, NAME_ssim}`` of every baseline (computed once)."""
+        key = "all" if structural else "psnr"
+        if key not in self._baseline_scores:
+            self._baseline_scores[key] = {
+                k: v for name, img in self.baselines.items()
+                for k, v in image_scores(img, self.truth, structural, f"{name}_").items()}
+        return self._baseline_scores[key]
+
+    def preview(self) -> np.ndarray:
+        return np.clip(self.truth, 0, 1)[..., None]
