@@ -61,7 +61,8 @@ def load_mat(path: Path, key: str = "hypercube") -> np.ndarray:
                 data = loadmat(io.BytesIO(z.read(mats[0])))
         else:
             data = loadmat(path)
-    except (zipfile.BadZipFile, ValueError, OSError, NotImplementedError) as e:
+    except (zipfile.BadZipFile, ValueError, OSError,
+            NotImplementedError) as e:  # zipfile raises NotImplementedError for unknown compression
         raise InrlabError(f"cannot read {str(path)!r} as a MATLAB .mat ({e}); MATLAB v7.3 files "
                           f"are HDF5: re-save with save(..., '-v7') or convert to .npy") from None
     if key not in data:
