@@ -21,7 +21,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -69,6 +69,19 @@ class FitResult:
         dev = next(self.model.parameters()).device
         x = self.problem.reference().coords if coords is None else coords
         return predict(self.model, x.to(dev)).cpu()
+
+
+class Callback(Protocol):
+    """A hook into training (eNTK spectra, band errors, extra scores, ...).
+
+    ``on_step(trainer, step)`` runs at step 0 before the first update (fresh runs only) and after
+    every update, ``step`` being the number of updates done; ``on_end(trainer, metrics)`` runs
+    once training finished, before ``metrics.json`` is written, and may add entries to
+    ``metrics``. ``trainer.model``, ``trainer.problem``, ``trainer.out`` are what they read."""
+
+    def on_step(self, trainer: Trainer, step: int) -> None: ...
+
+    def on_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None: ...
 
 
 def lr_factor(cfg_train: Any, step: int) -> float:
@@ -120,7 +133,8 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, problem: Problem | None = None,
                  out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
-                 progress: bool = True, technique: Technique | None = None):
+                 progress: bool = True, technique: Technique | None = None,
+                 callbacks: list[Callback] | None = None):
         self.cfg = cfg.validate()
         self.problem = problem if problem is not None else load_problem(cfg.signal)
         self.out = Path(out) if out is not None else None
@@ -144,13 +158,13 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.last_ckpt_step: int | None = None
         self.resolved = {**cfg.to_dict(), "signal_meta": self.problem.meta}
-        self.diagnostics = None
+        self.callbacks: list[Callback] = list(callbacks or [])
         self.lock: FolderLock | None = None
         if t.diagnostics_every or t.ntk_steps:
             from ..ntk.diagnostics import Diagnostics
 
-            self.diagnostics = Diagnostics(self.problem, t.diagnostics_every, t.ntk_steps,
-                                           t.ntk_points, t.seed, self.out)
+            self.callbacks.insert(0, Diagnostics(self.problem, t.diagnostics_every, t.ntk_steps,
+                                                 t.ntk_points, t.seed, self.out))
         if self.out is not None:
             self._prepare_folder(resume, overwrite)
 
@@ -306,15 +320,15 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc=f"{self.cfg.preset or 'model'} on {prob.name}", leave=True)
         start = time.perf_counter() - self.seconds
-        diag = self.diagnostics
         rng_at_step = (self.gen.get_state(), torch.get_rng_state())
         # dirty: this step may already have changed saved state (weights, Adam, norm statistics),
         # so an exception now cannot be checkpointed exactly
         dirty = False
         coupled = batch_coupled(self.model)
         try:
-            if diag is not None and self.step == 0:
-                diag.record(self.model, 0)
+            if self.step == 0:
+                for cb in self.callbacks:
+                    cb.on_step(self, 0)
             while self.step < t.steps:
                 rng_at_step = (self.gen.get_state(), torch.get_rng_state())
                 dirty = False
@@ -350,8 +364,8 @@ class Trainer:
                     self.history.append(rec)
                     if self.out is not None:
                         append_line(self.out / "history.jsonl", json.dumps(to_jsonable(rec)))
-                if diag is not None and diag.due(self.step):
-                    diag.record(self.model, self.step)
+                for cb in self.callbacks:
+                    cb.on_step(self, self.step)
                 if self.step % t.checkpoint_every == 0 and self.step < t.steps:
                     self.seconds = time.perf_counter() - start
                     self._save_checkpoint()
@@ -382,11 +396,11 @@ class Trainer:
                    "steps": self.step, "seconds": round(self.seconds, 3)}
         if self.forward is not None and self.forward.seconds is not None:
             metrics["compile_seconds"] = round(self.forward.seconds, 3)
+        for cb in self.callbacks:
+            cb.on_end(self, metrics)
         if self.out is not None:
             self._save_checkpoint()
             self._write_final("finished", metrics)
-            if diag is not None:
-                diag.finish()
         return FitResult(self.model, prob, self.cfg, metrics, self.history, self.out)
 
     def _write_final(self, status: str, metrics: dict[str, Any]) -> None:
@@ -402,10 +416,13 @@ class Trainer:
 
 
 def run(cfg: RunConfig, out: str | Path | None = None, *, problem: Problem | None = None,
-        resume: bool = False, overwrite: bool = False, progress: bool = True) -> FitResult:
-    """Train ``cfg`` (optionally on an already-built ``problem``) and write ``out`` if given.
+        resume: bool = False, overwrite: bool = False, progress: bool = True,
+        callbacks: list[Callback] | None = None) -> FitResult:
+    """Train ``cfg`` (optionally on an already-built ``problem``, with trainer ``callbacks``) and
+    write ``out`` if given.
 
-    A finished run found in ``out`` with ``resume=True`` is returned without retraining.
+    A finished run found in ``out`` with ``resume=True`` is returned without retraining (its
+    ``metrics.json`` holds what the callbacks added).
     """
     out_p = Path(out) if out is not None else None
     if resume and out_p is not None:
@@ -415,7 +432,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, problem: Problem | Non
             trainer.close()
             return FitResult(trainer.model, trainer.problem, cfg, done, trainer.history, out_p)
     return Trainer(cfg, problem, out_p, resume=resume, overwrite=overwrite,
-                   progress=progress).train()
+                   progress=progress, callbacks=callbacks).train()
 
 
 def _read_metrics(folder: Path) -> dict[str, Any]:
@@ -469,4 +486,4 @@ def load_run(path: str | Path) -> FitResult:
     return FitResult(trainer.model, trainer.problem, cfg, _read_metrics(p), trainer.history, p)
 
 
-__all__ = ["FitResult", "Trainer", "fit", "run", "load_run", "predict", "lr_factor"]
+__all__ = ["Callback", "FitResult", "Trainer", "fit", "run", "load_run", "predict", "lr_factor"]
