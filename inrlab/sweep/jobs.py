@@ -5,17 +5,23 @@ are jobs of their own, executed by the same executors and stored in the same sto
 results are the run's ``metrics``). Per-run extras come from *trainer callbacks* that a train job
 names in ``job.callbacks`` (see :class:`inrlab.train.trainer.Callback`).
 
-| job kind | a run | parameters (default) |
-|---|---|---|
-| ``train`` | trains the config, resuming from its checkpoint | ``callbacks`` ([]) + theirs |
-| ``train_compress`` | trains, then compresses the run at each bit depth (``points``) | ``bits`` ([8]), ``per_channel`` (false), ``codec`` ("lzma"), ``callbacks`` |
-| ``twolayer_ntk`` | IGA Fig. 1: adjusted steps of a two-layer ReLU net of ``model.width`` on the 1-D ``signal`` (``train.iga.group``, ``train.iga.end``, ``train.seed``), no training | — |
-| ``fresh_validate`` | FreSh scores ``sweep`` on the untrained model, then every candidate (and the default) is trained under ``grid/`` | ``sweep`` (required), ``default`` (the config's value), ``bins`` (64), ``inits`` (10) |
+Job kinds (parameters, defaults):
 
-| callback | adds to the metrics | parameters (default) |
-|---|---|---|
-| ``subset_scores`` | PSNR / SSIM / MS-SSIM of the training and of the held-out pixels of an image | — |
-| ``entk_spectra`` | ``spectra``: eNTK spectrum summaries at ``spectra_at`` steps on ``points`` points | ``points`` (256), ``sampling`` ("regular"), ``spectra_at`` ([0]), ``no_grid`` (false) |
+* ``train``: trains the config, resuming from its checkpoint (``callbacks`` [] and theirs);
+* ``train_compress``: trains, then compresses the run at each bit depth into ``points``
+  (``bits`` [8], ``per_channel`` false, ``codec`` "lzma", ``callbacks``);
+* ``twolayer_ntk``: IGA Fig. 1, no training: adjusted steps of a two-layer ReLU net of
+  ``model.width`` on the 1-D ``signal`` (``train.iga.group``, ``train.iga.end``, ``train.seed``);
+* ``fresh_validate``: FreSh scores ``sweep`` on the untrained model, then every candidate (and the
+  default) is trained under ``RUN/grid/`` (``sweep`` required, ``default`` the config's value,
+  ``bins`` 64, ``inits`` 10).
+
+Callbacks:
+
+* ``subset_scores``: PSNR / SSIM / MS-SSIM of an image's training and held-out pixels;
+* ``entk_spectra``: ``spectra``, eNTK spectrum summaries at the steps ``spectra_at`` on
+  ``points`` points (``points`` 256, ``sampling`` "regular", ``spectra_at`` [0], ``no_grid``
+  false).
 
 Plugins add kinds with ``@JOBS.register("name")`` on a :class:`Job` (entry point group
 ``inrlab.jobs``) and callbacks with ``@CALLBACKS.register`` (``inrlab.callbacks``).

@@ -38,14 +38,21 @@ class Context:
         return [r for r in self.rows if r["status"] == "finished" and r["metrics"]]
 
     def frame(self) -> pd.DataFrame:
-        """One row per finished run: its axis values and its scalar metrics."""
+        """One row per finished run: its axis values (numbers where they parse) and its scalar
+        metrics."""
         recs = [{**r["axes"], **{k: v for k, v in r["metrics"].items()
                                   if isinstance(v, (int, float)) and not isinstance(v, bool)}}
                 for r in self.finished()]
         if not recs:
             raise InrlabError(f"no finished runs of tier {self.tier!r} in {self.folder} yet: run "
                               f"the sweep first")
-        return pd.DataFrame.from_records(recs)
+        df = pd.DataFrame.from_records(recs)
+        for axis in self.axes:  # axis labels are text: numeric axes become numbers again
+            try:
+                df[axis] = pd.to_numeric(df[axis])
+            except (ValueError, TypeError, KeyError):
+                pass
+        return df
 
     def history(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The run's ``history.jsonl`` records (lines cut by a crash are skipped)."""

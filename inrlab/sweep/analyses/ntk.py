@@ -17,8 +17,9 @@ STATS = ("lambda_max", "lambda_min", "mean", "variance", "condition")
 
 def _log10(v: Any, floor: float) -> Any:
     """log10 of eigenvalue statistics, clipped at the rounding floor N·ε·λ_max (below it a value
-    is not resolved: reported as the floor)."""
-    return np.log10(np.maximum(v, floor))
+    is not resolved: reported as the floor). None is infinity as stored in JSON (a singular
+    kernel's condition number)."""
+    return np.log10(np.maximum(np.inf if v is None else v, floor))
 
 
 def model_label(row: dict[str, Any]) -> str:
