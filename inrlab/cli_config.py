@@ -7,12 +7,10 @@ use it without a circular import.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 from collections.abc import Sequence
 from typing import Any
 
-from .config import DEFAULT_PRESET, PRESETS, RunConfig, load_toml, merge, preset, set_field
+from .config import DEFAULT_PRESET, PRESETS, RunConfig, field_paths, flatten, load_toml, preset, set_fields
 from .errors import InrlabError
 
 
@@ -22,18 +20,6 @@ def add_config_arguments(p: argparse.ArgumentParser, signal_required: bool = Fal
                    help="image path, embedded name, kodak:NAME or 1-D spec (sines:5,10,15[@N])")
     p.add_argument("--preset", choices=sorted(PRESETS), help=f"model preset (default {DEFAULT_PRESET})")
     p.add_argument("--config", help="TOML file with [signal] [model] [train] tables")
-
-
-def field_paths(cls: type = RunConfig, prefix: str = "") -> list[str]:
-    """Every leaf field of the config tree as a dotted path."""
-    out = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            out += field_paths(hints[f.name], f"{prefix}{f.name}.")
-        else:
-            out.append(prefix + f.name)
-    return out
 
 
 def resolve_path(name: str) -> str:
@@ -79,9 +65,7 @@ def build_config(signal: str | None, preset_name: str | None, config_file: str |
     name = preset_name or file_data.pop("preset", None) or DEFAULT_PRESET
     file_data.pop("preset", None)
     cfg = preset(name)
-    merge(cfg, file_data)
-    for k, v in overrides.items():
-        set_field(cfg, k, v)
+    set_fields(cfg, [*flatten(file_data).items(), *overrides.items()])
     if signal is not None:
         cfg.signal.name = signal
     return cfg.validate()

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ModelConfig, flatten, set_field
+from .config import ModelConfig, flatten, set_fields
 from .errors import InrlabError
 from .models import build_model
 from .models.norms import set_norm_stats
@@ -92,8 +92,7 @@ def plain_copy(model: nn.Module) -> nn.Module:
 
 def _fresh(model_cfg: dict[str, Any], seed: int, in_dim: int, out_dim: int) -> nn.Module:
     cfg = ModelConfig()
-    for path, value in model_cfg.items():
-        set_field(cfg, path, value)
+    set_fields(cfg, model_cfg.items())
     seed_everything(seed)
     return build_model(cfg, in_dim, out_dim)
 

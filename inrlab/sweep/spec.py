@@ -44,7 +44,7 @@ from typing import Any
 
 import tomllib
 
-from ..config import DEFAULT_PRESET, PRESETS, RunConfig, flatten, get_field, preset, set_field
+from ..config import DEFAULT_PRESET, PRESETS, RunConfig, field_paths, flatten, preset, set_fields
 from ..errors import InrlabError
 from ..limits import max_sweep_runs
 
@@ -149,8 +149,10 @@ class Sweep:
                         fields.append((k, val))
         try:
             cfg = preset(name)
-            for k, v in [*self.base.items(), *tier_fields.items(), *fields]:
-                set_field(cfg, k, copy.deepcopy(v))
+            # shared settings apply to the runs whose encoding/activation kind has the field
+            set_fields(cfg, [(k, copy.deepcopy(v)) for k, v in
+                             [*self.base.items(), *tier_fields.items(), *fields]],
+                       optional=[*self.base, *tier_fields])
             cfg.validate()
             check_technique(cfg.train.technique)
         except InrlabError as e:
@@ -251,17 +253,15 @@ def parse_sweep(data: dict[str, Any], path: Path, text: str = "") -> Sweep:
     for k in data:
         if k not in TOP_KEYS:
             raise fail(k, f"unknown key {k!r}: valid keys are {', '.join(sorted(TOP_KEYS))}")
-    probe = RunConfig()
+    known = set(field_paths())  # every kind's fields
 
     def check_field(path_: str, key_for_line: str, what: str) -> None:
         if path_ == "preset":
             return
-        try:
-            get_field(probe, path_)
-        except InrlabError:
+        if path_ not in known:
             raise fail(key_for_line, f"{what} {path_!r} names no config field: see `inrlab fields` "
                                      f"for the dotted paths (or the aliases "
-                                     f"{', '.join(ALIASES)})") from None
+                                     f"{', '.join(ALIASES)})")
 
     base: dict[str, Any] = {}
     for section in ("signal", "model", "train"):
