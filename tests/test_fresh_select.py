@@ -123,7 +123,7 @@ def test_parse_sweep():
 @pytest.mark.parametrize("spec,msg", [
     ("model.encoding.nope=1:2:1", "unknown"),
     ("model.encoding.kind=1:2:1", "not numeric"),
-    ("model.encoding.include_input=0:1:1", "not numeric"),
+    ("model.encoding.include_input=0:1:1", "set model.encoding.kind first"),  # siren: identity
     ("train.lr=1:2:1", "model fields"),
     ("model.activation.omega0_first=30:10:10", "reversed"),
     ("model.activation.omega0_first=10:30:0", "step"),
