@@ -614,6 +614,8 @@ def get_field(cfg: Any, path: str) -> Any:
     """Read the field at dotted ``path``."""
     obj = cfg
     for part in path.split("."):
+        if isinstance(obj, Component) and part not in _field_names(obj):
+            raise InrlabError(unknown_field(type(obj), path, path[:-len(part)]))
         if not dataclasses.is_dataclass(obj) or part not in _field_names(obj):
             raise InrlabError(f"unknown config field {path!r}")
         obj = getattr(obj, part)

@@ -130,7 +130,7 @@ def test_parse_sweep():
     ("model.activation.omega0_first=", "empty"),
     ("model.activation.omega0_first=a:b:c", "bad sweep"),
     ("omega0_first", "bad sweep"),
-    ("model.encoding.finest_resolution=16:64:0.5", "integer"),
+    ("model.width=16:64:0.5", "integer"),
 ])
 def test_bad_sweeps(spec, msg):
     with pytest.raises(InrlabError, match=msg):
