@@ -44,7 +44,7 @@ from ..utils import (
     write_json,
 )
 from .compile import CompiledForward
-from .optim import build_adam
+from .optim import build_adam, build_scheduler, lr_factor
 from .stop import DeferredStop
 
 RUN_FILES = ("config.json", "history.jsonl", "checkpoint.pt", "metrics.json")  # + problem.outputs
@@ -69,18 +69,6 @@ class FitResult:
         dev = next(self.model.parameters()).device
         x = self.problem.reference().coords if coords is None else coords
         return predict(self.model, x.to(dev)).cpu()
-
-
-def lr_factor(cfg_train: Any, step: int) -> float:
-    """Multiplier of the base learning rate at ``step`` for the configured schedule."""
-    t = cfg_train
-    if t.schedule == "step":
-        return t.gamma ** sum(step >= m for m in t.milestones)
-    if t.schedule == "exponential":
-        return t.lr_final ** (step / t.steps)
-    if t.schedule == "cosine":
-        return t.lr_final + (1 - t.lr_final) * 0.5 * (1 + math.cos(math.pi * step / t.steps))
-    return 1.0
 
 
 def training_bytes(cfg: RunConfig, points: int) -> int:
@@ -137,6 +125,7 @@ class Trainer:
         self.technique.setup(self.model, self.problem)
         t = cfg.train
         self.opt = build_adam(self.model.parameters(), t.lr, t.adam_eps)
+        self.scheduler = build_scheduler(self.opt, t)
         self.forward = CompiledForward(self.model) if t.compile else None
         self.gen = torch.Generator().manual_seed(t.seed + 1)
         self.step = 0
@@ -233,6 +222,7 @@ class Trainer:
                 raise KeyError(f"no {', '.join(missing)}")
             self.model.load_state_dict(ck["model"])
             self.opt.load_state_dict(ck["optimizer"])
+            self._load_scheduler(ck.get("scheduler"), int(ck["step"]))
             self.technique.load_state_dict(ck.get("technique", {}))
             self.gen.set_state(ck["generator"].cpu())
             torch.set_rng_state(ck["torch_rng"].cpu())
@@ -243,6 +233,20 @@ class Trainer:
                               f"pass --overwrite or choose another --out") from None
         self.step, self.seconds, self.history = step, seconds, history
         self.last_ckpt_step = self.step
+
+    def _load_scheduler(self, state: dict[str, Any] | None, step: int) -> None:
+        """Restore the schedule at checkpoint ``step``; checkpoints written before schedulers had
+        state (no ``scheduler`` key) continue from the schedule's closed form."""
+        if self.scheduler is None:
+            return
+        if state is not None:
+            self.scheduler.load_state_dict(state)
+            return
+        self.scheduler.last_epoch = step
+        lr = self.cfg.train.lr * lr_factor(self.cfg.train, step)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.scheduler._last_lr = [lr] * len(self.opt.param_groups)  # what get_last_lr() returns
 
     def _truncate_history(self) -> None:
         """Make ``history.jsonl`` hold exactly the records of the state training continues from
@@ -262,6 +266,8 @@ class Trainer:
             atomic_torch_save({"step": self.step, "seconds": self.seconds,
                                "history": to_jsonable(self.history),
                                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                               "scheduler": (None if self.scheduler is None
+                                             else self.scheduler.state_dict()),
                                "technique": self.technique.state_dict(),
                                "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                                "config": to_jsonable(self.resolved)}, self.out / "checkpoint.pt")
@@ -326,8 +332,6 @@ class Trainer:
                 else:
                     batch = prob.batch(self.technique.sample_batch(prob, batch_size, self.gen))
                     batch = batch.to(dev)
-                for g in self.opt.param_groups:
-                    g["lr"] = t.lr * lr_factor(t, self.step)
                 dirty = coupled  # a training forward updates running norm statistics
                 out = self.model(batch.x) if self.forward is None else self.forward(batch.x)
                 pred = prob.forward(out, batch)
@@ -338,7 +342,10 @@ class Trainer:
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 dirty = True
+                lr = self.opt.param_groups[0]["lr"]  # this step's, for the history
                 self.opt.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
                 self.step += 1
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == t.steps:
@@ -346,7 +353,7 @@ class Trainer:
                 if self.step % t.eval_every == 0 or self.step == t.steps:
                     self.seconds = time.perf_counter() - start
                     rec = {"step": self.step, "seconds": round(self.seconds, 3), "loss": mse,
-                           "lr": self.opt.param_groups[0]["lr"], **self.evaluate()}
+                           "lr": lr, **self.evaluate()}
                     self.history.append(rec)
                     if self.out is not None:
                         append_line(self.out / "history.jsonl", json.dumps(to_jsonable(rec)))
@@ -468,4 +475,4 @@ def load_run(path: str | Path) -> FitResult:
     return FitResult(trainer.model, trainer.problem, cfg, _read_metrics(p), trainer.history, p)
 
 
-__all__ = ["FitResult", "Trainer", "fit", "run", "load_run", "predict", "lr_factor"]
+__all__ = ["FitResult", "Trainer", "fit", "run", "load_run", "predict"]
