@@ -49,7 +49,7 @@ from typing import Any
 
 import tomllib
 
-from ..config import DEFAULT_PRESET, PRESETS, RunConfig, flatten, get_field, preset, set_field
+from ..config import DEFAULT_PRESET, PRESETS, RunConfig, field_paths, flatten, preset, set_fields
 from ..errors import InrlabError
 from ..limits import max_sweep_runs
 
@@ -160,11 +160,15 @@ class Sweep:
         job: dict[str, Any] = {}
         try:
             cfg = preset(name)
+            pairs = []
             for k, v in [*self.base.items(), *tier_fields.items(), *fields]:
                 if k.startswith(JOB):
                     job[k[len(JOB):]] = copy.deepcopy(v)
                 else:
-                    set_field(cfg, k, copy.deepcopy(v))
+                    pairs.append((k, copy.deepcopy(v)))
+            # shared settings apply to the runs whose encoding/activation kind has the field
+            set_fields(cfg, pairs, optional=[k for k in [*self.base, *tier_fields]
+                                             if not k.startswith(JOB)])
             cfg.validate()
             check_technique(cfg.train.technique)
             job = check_job(job)
@@ -269,17 +273,15 @@ def parse_sweep(data: dict[str, Any], path: Path, text: str = "") -> Sweep:
     for k in data:
         if k not in TOP_KEYS:
             raise fail(k, f"unknown key {k!r}: valid keys are {', '.join(sorted(TOP_KEYS))}")
-    probe = RunConfig()
+    known = set(field_paths())  # every kind's fields
 
     def check_field(path_: str, key_for_line: str, what: str) -> None:
         if path_ == "preset" or path_.startswith(JOB):
             return
-        try:
-            get_field(probe, path_)
-        except InrlabError:
+        if path_ not in known:
             raise fail(key_for_line, f"{what} {path_!r} names no config field: see `inrlab fields` "
                                      f"for the dotted paths (or the aliases "
-                                     f"{', '.join(ALIASES)})") from None
+                                     f"{', '.join(ALIASES)})")
 
     base: dict[str, Any] = {}
     for section in ("job", "signal", "model", "train"):
