@@ -180,11 +180,24 @@ class Sweep:
         return f"{str(self.path)!r} "
 
 
+# The flat defaults of model.encoding / model.activation from before per-kind sections: keys fill
+# the fields a kind lacks from them, so stores written then keep their keys (and their runs).
+_KEY_DEFAULTS = {
+    "encoding": {"include_input": True, "n_frequencies": 6, "sigma": 10.0, "n_features": 128,
+                 "levels": 16, "base_resolution": 16, "finest_resolution": 512,
+                 "features_per_level": 2, "log2_table_size": 19, "init_scale": 1e-4},
+    "activation": {"omega0_first": 30.0, "omega0_hidden": 30.0, "first_bias_scale": None,
+                   "scale": 10.0},
+}
+
+
 def config_key(cfg: RunConfig, job: dict[str, Any] | None = None) -> str:
     """16 hex digits of the SHA-256 of the resolved config without ``train.device``, and of the
     job when it is not a plain training run (so plain runs keep their keys)."""
     d: dict[str, Any] = cfg.to_dict()
     d["train"].pop("device", None)
+    for section, defaults in _KEY_DEFAULTS.items():
+        d["model"][section] = {**defaults, **d["model"][section]}
     if job:
         d = {"config": d, "job": job}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
