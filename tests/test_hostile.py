@@ -21,7 +21,7 @@ import torch
 
 from inrlab import Image, InrlabError, Trainer, load_run, preset
 from inrlab.cli import main
-from inrlab.config import RunConfig, SignalConfig, coerce, from_dict, set_field
+from inrlab.config import ActivationConfig, RunConfig, SignalConfig, coerce, from_dict, set_field
 from inrlab.errors import RunInterrupted
 from inrlab.problems import load_problem as load_signal
 from inrlab.train.trainer import LOCK_NAME, run
@@ -451,7 +451,7 @@ def test_ntk_points_memory_guard(monkeypatch, capsys, tmp_path):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_nan_and_inf_fail_validation(path, bad):
     cfg = preset("ffe")
-    cfg.model.activation.kind = "sine"
+    cfg.model.activation = ActivationConfig(kind="sine")
     obj = cfg
     *head, name = path.split(".")
     for part in head:
@@ -459,8 +459,10 @@ def test_nan_and_inf_fail_validation(path, bad):
     setattr(obj, name, bad)  # the Python API bypasses coerce: validate must catch it
     with pytest.raises(InrlabError):
         cfg.validate()
+    fresh = preset("ffe")
+    fresh.model.activation = ActivationConfig(kind="sine")
     with pytest.raises(InrlabError, match="finite"):
-        set_field(preset("ffe"), path, str(bad))
+        set_field(fresh, path, str(bad))
 
 
 def test_toml_booleans_are_not_numbers(tmp_path):
@@ -528,10 +530,12 @@ def test_ntk_out_is_checked_before_work(tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "n"), "--overwrite"]) == 0
 
 
-def test_repro_missing_key_and_local_workers_zero(tmp_path, capsys):
-    (tmp_path / "r.toml").write_text('experiment = "iga-sines"\n')
-    assert main(["repro", str(tmp_path / "r.toml"), "--out", str(tmp_path / "o")]) == 2
-    assert "lacks the key" in capsys.readouterr().err
+def test_removed_commands_and_local_workers_zero(tmp_path, capsys):
+    assert main(["repro", "configs/iga/kodak_quick.toml", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "inrlab sweep run configs/papers/" in err
+    assert main(["fresh-validate", "x.toml", "--tier", "quick"]) == 2
+    assert "configs/papers/fresh_validation.toml" in capsys.readouterr().err
     (tmp_path / "s.toml").write_text('name = "s"\npreset = "relu"\n[axes]\nseeds = [0]\n')
     assert main(["sweep", "run", str(tmp_path / "s.toml"), "--executor", "local", "--workers", "0",
                  "--out", str(tmp_path / "sw")]) == 2

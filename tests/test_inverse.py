@@ -11,7 +11,7 @@ import torch
 from torch.func import functional_call, jacrev
 
 import inrlab
-from inrlab.config import ModelConfig, SignalConfig, TrainConfig
+from inrlab.config import ActivationConfig, EncodingConfig, ModelConfig, SignalConfig, TrainConfig
 from inrlab.errors import InrlabError
 from inrlab.models import build_model
 from inrlab.problems import CT, MRI, load_problem
@@ -179,9 +179,9 @@ def _model(seed: int = 0, arch: str = "relu") -> torch.nn.Module:
     torch.manual_seed(seed)
     cfg = ModelConfig(width=12, depth=2)
     if arch == "pe+layer":
-        cfg.encoding.kind, cfg.encoding.n_frequencies, cfg.norm = "positional", 3, "layer"
+        cfg.encoding, cfg.norm = EncodingConfig(kind="positional", n_frequencies=3), "layer"
     elif arch == "siren":
-        cfg.activation.kind = "sine"
+        cfg.activation = ActivationConfig(kind="sine")
     return build_model(cfg, 2, 1).double()
 
 
