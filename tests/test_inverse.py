@@ -432,7 +432,7 @@ def test_recorded_fresh_picks_reproduce(name, arch, field, values):
     from inrlab.fresh.select import select
     from inrlab.sweep import load_sweep
 
-    plan = {(r.axes["method"], r.axes["arch"]): r.config
+    plan = {(r.axes["method"].split("-")[0], r.axes["arch"]): r.config
             for r in load_sweep(SWEEPS / f"{name}.toml").plan("quick")}
     base, picked = plan["none", arch], plan["fresh", arch]
     assert get_field(picked, "model.norm") == "none" and picked.train.technique == "mse"
