@@ -414,3 +414,27 @@ def test_mini_batches_of_rays_and_k_space_entries():
         assert np.isfinite(res.metrics["psnr"])
     b = _ct(16, 8).batch(torch.tensor([3, 4]))
     assert len(b.x) < 256  # only the pixels two rays cross are queried
+
+
+SWEEPS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs" / "sweeps"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ct_norms", "mri_norms"])
+@pytest.mark.parametrize(("arch", "field", "values"), [
+    ("pe", "model.encoding.n_frequencies", range(1, 11)),
+    ("siren", "model.activation.omega0_first", range(10, 101, 10)),
+])
+def test_recorded_fresh_picks_reproduce(name, arch, field, values):
+    """The `fresh` column of the norm sweeps holds FreSh's pick, made before training by the
+    command recorded in the file: rerunning FreSh on the quick tier's problem picks it again."""
+    from inrlab.config import get_field
+    from inrlab.fresh.select import select
+    from inrlab.sweep import load_sweep
+
+    plan = {(r.axes["method"].split("-")[0], r.axes["arch"]): r.config
+            for r in load_sweep(SWEEPS / f"{name}.toml").plan("quick")}
+    base, picked = plan["none", arch], plan["fresh", arch]
+    assert get_field(picked, "model.norm") == "none" and picked.train.technique == "mse"
+    res = select(load_problem(base.signal), base, field, [float(v) for v in values])
+    assert res.best == get_field(picked, field) != get_field(base, field)
