@@ -196,6 +196,17 @@ class RadialMRI(MRI):
         k = k[:, batch.idx.to(values.device)].T  # (B, F)
         return torch.stack([k.real, k.imag], 1)
 
+    def kernel(self, model: torch.nn.Module, idx: torch.Tensor, method: str = "auto",
+               dtype: torch.dtype = torch.float64, outputs: str | int = "surrogate") -> torch.Tensor:
+        """:meth:`MRI.kernel` by the matrix-free operator route only: torchkbnufft's autograd
+        functions do not support ``torch.func`` (no ``setup_context``), so the Jacobian route
+        (``jacrev`` of A∘f: grid encodings, batch-coupled norms) is refused."""
+        if self.kernel_route(model, method) == "jacobian":
+            raise InrlabError("radial MRI's eNTK needs the operator route (torchkbnufft does not "
+                              "support torch.func): use a per-sample model and ntk method auto, "
+                              "or signal.mri.trajectory cartesian")
+        return super().kernel(model, idx, method, dtype, outputs)
+
     # ------------------------------------------------------------------ scoring and pictures
     def _measured_pair(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = self.nufft.forward_np(img)
