@@ -17,12 +17,11 @@ from typing import Any
 from .cli_config import add_config_arguments, build_config, parse_overrides
 from .config import DEFAULT_PRESET, PRESETS, flatten, preset
 from .errors import DivergedError, InrlabError
-from .experiments.cli import repro_parser
-from .fresh.cli import add_scoring_options, fresh_for_fit, fresh_parser, validate_parser
+from .fresh.cli import add_scoring_options, fresh_for_fit, fresh_parser
 from .ntk.cli import ntk_parser
 from .problems.base import fmt_metric
 from .problems.nerf.cli import render_parser, scene_parser
-from .sweep.cli import report_parser, sweep_parser
+from .sweep.cli import removed_parser, report_parser, sweep_parser
 
 # ---------------------------------------------------------------------------- commands
 
@@ -152,8 +151,8 @@ def cmd_compress(args: argparse.Namespace, extra: dict[str, str]) -> int:
 
 # Each command module contributes one parser builder; later features append here.
 PARSERS: list[Callable[[Any], None]] = [_fit_parser, _presets_parser, _fields_parser, _bench_parser,
-                                        ntk_parser, sweep_parser, report_parser, repro_parser,
-                                        fresh_parser, validate_parser, scene_parser, render_parser,
+                                        ntk_parser, sweep_parser, report_parser, removed_parser,
+                                        fresh_parser, scene_parser, render_parser,
                                         _compress_parser]
 
 

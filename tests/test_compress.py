@@ -96,7 +96,7 @@ def test_pillow_baselines_rise_with_quality():
 
 
 def test_rate_distortion_helpers():
-    from inrlab.experiments.compression_rd import frontier, matched
+    from inrlab.sweep.analyses.compression import frontier, matched
 
     curve = [{"bpp": 1.0, "psnr": 20.0}, {"bpp": 3.0, "psnr": 30.0}]
     assert matched(curve, 2.0, "psnr") == 25.0 and matched(curve, 0.5, "psnr") is None

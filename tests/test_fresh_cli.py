@@ -56,23 +56,3 @@ def test_select_and_fit_api(tmp_path):
     assert fit.config.model.activation.omega0_first == res.best
     assert fit.config.model.width == 16
     assert (tmp_path / "r" / "fresh.json").exists() and (tmp_path / "r" / "metrics.json").exists()
-
-
-def test_validation_runs_the_grid(tmp_path):
-    from inrlab.fresh.validate import run_validation
-
-    (tmp_path / "v.toml").write_text(
-        '[tier.t]\nimages = ["camera", "kodak/absent.png"]\nsize = 32\nbins = 8\ninits = 2\n'
-        '[tier.t.set]\n"train.steps" = 2\n"model.width" = 16\n'
-        '[[tier.t.experiment]]\nname = "siren"\npreset = "siren"\n'
-        'sweep = "model.activation.omega0_first=20,40"\ndefault = 30.0\n')
-    rows = run_validation(str(tmp_path / "v.toml"), "t", tmp_path / "out")
-    assert len(rows) == 1
-    r = rows[0]
-    assert r["of"] == 2 and len(r["grid"]) == 2 and 1 <= r["rank"] <= 2
-    best = max(g["psnr"] for g in r["grid"])
-    assert r["gap_db"] == best - r["psnr_pick"] >= 0
-    assert r["gain_db"] == r["psnr_pick"] - r["psnr_default"]  # default 30 trained on top
-    data = json.loads((tmp_path / "out" / "validation.json").read_text())
-    assert data["skipped"] == ["kodak/absent.png"]
-    assert (tmp_path / "out" / "validation.md").read_text().startswith("| image")

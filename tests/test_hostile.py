@@ -528,10 +528,12 @@ def test_ntk_out_is_checked_before_work(tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "n"), "--overwrite"]) == 0
 
 
-def test_repro_missing_key_and_local_workers_zero(tmp_path, capsys):
-    (tmp_path / "r.toml").write_text('experiment = "iga-sines"\n')
-    assert main(["repro", str(tmp_path / "r.toml"), "--out", str(tmp_path / "o")]) == 2
-    assert "lacks the key" in capsys.readouterr().err
+def test_removed_commands_and_local_workers_zero(tmp_path, capsys):
+    assert main(["repro", "configs/iga/kodak_quick.toml", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "inrlab sweep run configs/papers/" in err
+    assert main(["fresh-validate", "x.toml", "--tier", "quick"]) == 2
+    assert "configs/papers/fresh_validation.toml" in capsys.readouterr().err
     (tmp_path / "s.toml").write_text('name = "s"\npreset = "relu"\n[axes]\nseeds = [0]\n')
     assert main(["sweep", "run", str(tmp_path / "s.toml"), "--executor", "local", "--workers", "0",
                  "--out", str(tmp_path / "sw")]) == 2

@@ -70,3 +70,14 @@ def test_kodak_name_without_data_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("INRLAB_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(InrlabError, match="INRLAB_DATA"):
         Image("kodak:kodim03")
+
+
+@pytest.mark.parametrize("old", ["@kodak/kodim01.png", "kodim01", "kodak/kodim01.png"])
+def test_old_kodak_names_name_the_one_form(old, capsys):
+    from inrlab.cli import main
+
+    with pytest.raises(InrlabError, match="name Kodak images kodak:kodim01"):
+        Image(old)
+    assert main(["fit", old, "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "kodak:kodim01" in err

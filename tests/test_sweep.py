@@ -417,3 +417,15 @@ def test_report_renders_in_headless_chromium(done_sweep, tmp_path, capsys):
     # 1 curve + 1 target + 2 reconstructions + 2 error maps + 1 diagnostic, all loaded
     assert 'data-images="7"' in dom and 'data-broken-images="0"' in dom, dom[:300]
     assert "ntk_spectrum" in dom and dom.count("alt=\"error map\"") == 2
+
+
+def test_report_escapes_user_strings(tmp_path, capsys):
+    """Run labels, signal paths and errors are user text: the jinja2 template escapes them."""
+    p = write(tmp_path, '[axes]\nsignals = ["camera", "<script>alert(1)</script>.png"]\n'
+                        '[[axes.method]]\nlabel = "<script>bad()</script>"\npreset = "relu"\n')
+    out = tmp_path / "out"
+    assert main(["sweep", "run", str(p), "--out", str(out), "--quiet"]) == 1  # the path fails
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "<script>alert" not in page and "<script>bad" not in page
+    assert "&lt;script&gt;bad()&lt;/script&gt;" in page and "&lt;script&gt;alert(1)" in page

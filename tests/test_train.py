@@ -6,7 +6,7 @@ import torch
 from inrlab import DivergedError, InrlabError, Trainer, fit, load_run, preset
 from inrlab.config import set_field
 from inrlab.techniques import Technique
-from inrlab.train.trainer import lr_factor
+from inrlab.train.optim import build_scheduler, lr_factor
 
 FAST = {"model.width": 32, "model.depth": 2, "train.eval_every": 10, "train.checkpoint_every": 10}
 
@@ -67,8 +67,33 @@ def test_resume_after_interrupt_equals_uninterrupted(small_image, tmp_path, batc
     resumed = fit(small_image, "pe", steps=20, out=tmp_path / "r", resume=True, progress=False,
                   overrides=over)
     for p, q in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
-        torch.testing.assert_close(p, q)
+        assert torch.equal(p, q)  # the scheduler's state travels in the checkpoint: bit-exact
     assert [h["step"] for h in resumed.history] == [10, 20]
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in full.history]
+
+
+def test_resume_from_checkpoint_without_scheduler_state(small_image, tmp_path):
+    """Checkpoints written before schedulers had state continue from the closed form."""
+    from inrlab.utils import atomic_torch_save, safe_torch_load
+
+    over = {**FAST, "train.schedule": "exponential", "train.lr_final": 0.01,
+            "train.checkpoint_every": 7}
+    full = fit(small_image, "pe", steps=20, progress=False, overrides=over)
+    cfg = preset("pe")
+    cfg.signal = small_image.config
+    cfg.train.steps = 20
+    for k, v in over.items():
+        set_field(cfg, k, v)
+    with pytest.raises(InrlabError, match="interrupted at step 13"):
+        Trainer(cfg, small_image, tmp_path / "r", progress=False, technique=_CtrlCAt(13)).train()
+    ck = safe_torch_load(tmp_path / "r" / "checkpoint.pt")
+    del ck["scheduler"]
+    atomic_torch_save(ck, tmp_path / "r" / "checkpoint.pt")
+    resumed = fit(small_image, "pe", steps=20, out=tmp_path / "r", resume=True, progress=False,
+                  overrides=over)
+    assert resumed.history[-1]["lr"] == pytest.approx(full.history[-1]["lr"], rel=1e-9)
+    for p, q in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
 
 
 def test_refuses_folder_holding_another_run(small_image, tmp_path):
@@ -136,3 +161,19 @@ def test_schedules():
     assert lr_factor(t, 50) == pytest.approx(0.1)
     t = TrainConfig(steps=100, schedule="cosine", lr_final=0.0 + 1e-9)
     assert lr_factor(t, 0) == pytest.approx(1) and lr_factor(t, 50) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("kw", [dict(schedule="step", milestones=[60, 30], gamma=0.5),
+                                dict(schedule="exponential", lr_final=0.01),
+                                dict(schedule="cosine", lr_final=0.05)])
+def test_torch_schedulers_follow_the_closed_form(kw):
+    """torch's schedulers (stepwise, recursive) against the closed form at every step."""
+    from inrlab.config import TrainConfig
+
+    t = TrainConfig(steps=100, lr=2e-3, **kw)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=t.lr)
+    sched = build_scheduler(opt, t)
+    for s in range(t.steps + 1):
+        assert opt.param_groups[0]["lr"] == pytest.approx(t.lr * lr_factor(t, s), rel=1e-9), s
+        opt.step()
+        sched.step()

@@ -1,5 +1,5 @@
-"""``inrlab fresh SIGNAL --preset P --sweep FIELD=START:STOP:STEP``, the ``--fresh`` hook of
-``inrlab fit``, and ``inrlab fresh-validate CONFIG`` (FreSh's pick against a real grid search)."""
+"""``inrlab fresh SIGNAL --preset P --sweep FIELD=START:STOP:STEP`` and the ``--fresh`` hook of
+``inrlab fit`` (FreSh's pick against a real grid search: configs/papers/fresh_validation.toml)."""
 
 from __future__ import annotations
 
@@ -68,27 +68,4 @@ def fresh_for_fit(cfg: RunConfig, spec: str, args: argparse.Namespace) -> FreshR
     return res
 
 
-def validate_parser(sub: Any) -> None:
-    p = sub.add_parser("fresh-validate", help="FreSh's pick vs a real grid search (train all)",
-                       description="For each experiment of a TOML file, score the sweep with "
-                       "FreSh, train every candidate, and report the rank of FreSh's pick, its "
-                       "PSNR gap to the grid's best, its gain over the default and FreSh's cost "
-                       "as a fraction of one training run.")
-    p.add_argument("config", help="TOML file, e.g. configs/fresh_validation.toml")
-    p.add_argument("--tier", default="quick", help="which [tier.NAME] table to use (quick, full)")
-    p.add_argument("--out", default="runs/fresh-validation", help="results folder")
-    p.add_argument("--only", nargs="+", help="run only experiments whose name contains one of these")
-    p.add_argument("--images", nargs="+", help="these images instead of the tier's list")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_validate, overrides=False)
-
-
-def cmd_validate(args: argparse.Namespace, extra: dict[str, str]) -> int:
-    from .validate import run_validation
-
-    run_validation(args.config, args.tier, args.out, only=args.only, device=args.device,
-                   images=args.images)
-    return 0
-
-
-__all__ = ["add_scoring_options", "cmd_fresh", "fresh_for_fit", "cmd_validate"]
+__all__ = ["add_scoring_options", "cmd_fresh", "fresh_for_fit"]

@@ -53,7 +53,9 @@ def band_errors(ref: GridData, pred: np.ndarray,
 
 
 class Diagnostics:
-    """Records band errors and eNTK spectra of one training run into ``out / "diagnostics"``."""
+    """Records band errors and eNTK spectra of one training run into ``out / "diagnostics"``
+    (a trainer callback, added by the trainer when ``train.diagnostics_every`` or
+    ``train.ntk_steps`` is set)."""
 
     def __init__(self, problem: Problem, every: int, ntk_steps: list[int], ntk_points: int,
                  seed: int, out: Path | None):
@@ -68,6 +70,13 @@ class Diagnostics:
 
     def due(self, step: int) -> bool:
         return (self.every > 0 and step % self.every == 0) or step in self.ntk_steps
+
+    def on_step(self, trainer: Any, step: int) -> None:
+        if self.due(step):
+            self.record(trainer.model, step)
+
+    def on_end(self, trainer: Any, metrics: dict[str, Any]) -> None:
+        self.finish()
 
     def record(self, model: nn.Module, step: int) -> None:
         """Record what is due at ``step``: band errors of the field on the problem's reference

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,17 @@ def load_embedded(name: str) -> np.ndarray:
     return d.shepp_logan_phantom() if name == "phantom" else getattr(d, name)()
 
 
+# Kodak names of older inrlab versions (``@kodak/kodim01.png``, ``kodim01``, ``kodak/kodim01.png``)
+OLD_KODAK = re.compile(r"@?(?:kodak/)?(kodim\d+)(?:\.png)?")
+
+
 def resolve_source(source: str) -> str:
-    """``kodak:kodim03`` → the Kodak PNG inside the benchmark data folder (``$INRLAB_DATA``)."""
+    """``kodak:kodim03`` → the Kodak PNG inside the benchmark data folder (``$INRLAB_DATA``), the
+    one way to name benchmark images; an old form that is no file is a one-line error."""
+    old = OLD_KODAK.fullmatch(source)
+    if old and not Path(source).is_file():
+        raise InrlabError(f"image {source!r} not found: name Kodak images kodak:{old.group(1)} "
+                          f"(read from $INRLAB_DATA/kodak/)")
     if not source.startswith("kodak:"):
         return source
     from ..data import data_dir

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def sweep_parser(sub: Any) -> None:
     r.add_argument("--ray-timeout", type=float, default=30, help="ray: seconds to connect")
     r.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--dry-run", action="store_true", help="plan and check every run of the tier, "
+                   "print the plan, run nothing")
     r.set_defaults(func=cmd_sweep_run, overrides=False)
 
     s = ssub.add_parser("status", help="counts of finished/failed/pending runs, and the errors")
@@ -42,11 +45,32 @@ def sweep_parser(sub: Any) -> None:
     s.add_argument("--tier", help="tier (default: the last one run)")
     s.set_defaults(func=cmd_sweep_status, overrides=False)
 
-    t = ssub.add_parser("table", help="a metric as a Markdown or CSV table, mean ± std over seeds")
+    t = ssub.add_parser("table", help="the sweep's analysis (the paper's tables), or a metric as a "
+                        "Markdown or CSV table, mean ± std over seeds")
     t.add_argument("dir", help="sweep folder")
     _table_args(t)
     t.add_argument("--format", choices=("md", "csv"), default="md")
     t.set_defaults(func=cmd_sweep_table, overrides=False)
+
+
+REMOVED = {"repro": "inrlab sweep run configs/papers/NAME.toml (one file per paper; see README)",
+           "fresh-validate": "inrlab sweep run configs/papers/fresh_validation.toml"}
+
+
+def removed_parser(sub: Any) -> None:
+    """Commands that became sweep files: each prints one line naming its replacement."""
+    for name, instead in REMOVED.items():
+        p = sub.add_parser(name, help=f"removed: use {instead}")
+        p.add_argument("rest", nargs="*")
+        for opt in ("--out", "--tier", "--device", "--progress", "--only", "--images"):
+            p.add_argument(opt, nargs="*")  # the old options, so old command lines reach the message
+        p.set_defaults(func=_removed(name, instead), overrides=False)
+
+
+def _removed(name: str, instead: str) -> Any:
+    def cmd(args: argparse.Namespace, extra: dict[str, str]) -> int:
+        raise InrlabError(f"`inrlab {name}` is gone: run `{instead}`")
+    return cmd
 
 
 def report_parser(sub: Any) -> None:
@@ -61,7 +85,8 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rows", help="comma-separated axes for rows (default: the others)")
     p.add_argument("--cols", help="comma-separated axes for columns (default: preset, else the last)")
     p.add_argument("--over", help="axes averaged over (default: seed)")
-    p.add_argument("--metric", default="psnr", help="metric of metrics.json (default psnr)")
+    p.add_argument("--metric", help="metric of metrics.json (default psnr); --metric, --rows or "
+                   "--cols show that table instead of the sweep's analysis")
     p.add_argument("--tier", help="tier (default: the last one run)")
 
 
@@ -72,8 +97,14 @@ def cmd_sweep_run(args: argparse.Namespace, extra: dict[str, str]) -> int:
 
     sweep = load_sweep(args.file)
     tier = args.tier or sweep.default_tier
-    sweep.plan(tier)  # every error in the file surfaces before an executor starts
+    plan = sweep.plan(tier)  # every error in the file surfaces before an executor starts
     out = Path(args.out or f"sweeps/{sweep.name}")
+    if args.dry_run:
+        for r in plan:
+            print(f"  {r.label}  {r.key}" + (f"  job {r.job}" if r.job else ""))
+        analysis = f", analysis {sweep.analysis['name']}" if sweep.analysis else ""
+        print(f"sweep {sweep.name} [{tier}]: {len(plan)} runs planned{analysis}, into {out}")
+        return 0
     devices = None if args.devices is None else [d for d in args.devices.split(",") if d.strip()]
     executor = make_executor(args.executor, workers=args.workers, devices=devices,
                              address=args.address, cpus_per_run=args.cpus_per_run,
@@ -119,10 +150,10 @@ def cmd_sweep_status(args: argparse.Namespace, extra: dict[str, str]) -> int:
     return 0
 
 
-def load_table(args: argparse.Namespace) -> Any:
-    """The :class:`~inrlab.sweep.table.Table` a ``table``/``report`` command asks for."""
+def load_rows(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]], list[str],
+                                               dict[str, Any] | None]:
+    """(tier, store rows, axis names, analysis spec or None) a ``table``/``report`` asks for."""
     from .store import Store
-    from .table import make_table
 
     store = Store(args.dir, readonly=True)
     try:
@@ -131,31 +162,52 @@ def load_table(args: argparse.Namespace) -> Any:
             raise InrlabError(f"no runs of tier {tier!r} in {args.dir}: choose one of "
                               f"{', '.join(store.tiers())}")
         rows = store.rows(tier)
-        axes = _axes(store, tier)
+        axes = json.loads(store.meta(f"axes:{tier}", "[]") or "[]")
+        analysis = json.loads(store.meta("analysis", "null") or "null")
     finally:
         store.close()
-    return make_table(rows, axes, rows=args.rows, cols=args.cols, metric=args.metric,
-                      over=args.over), rows, axes
+    return tier, rows, axes, analysis
 
 
-def _axes(store: Any, tier: str) -> list[str]:
-    import json
+def _generic(args: argparse.Namespace) -> bool:
+    return args.metric is not None or args.rows is not None or args.cols is not None
 
-    return json.loads(store.meta(f"axes:{tier}", "[]") or "[]")
+
+def _make_table(args: argparse.Namespace, rows: list[dict[str, Any]], axes: list[str]) -> Any:
+    from .table import make_table
+
+    return make_table(rows, axes, rows=args.rows, cols=args.cols, metric=args.metric or "psnr",
+                      over=args.over)
 
 
 def cmd_sweep_table(args: argparse.Namespace, extra: dict[str, str]) -> int:
+    from .analyses import run_analysis
     from .table import to_csv, to_markdown
 
-    table, _, _ = load_table(args)
+    tier, rows, axes, analysis = load_rows(args)
+    if analysis and not _generic(args) and args.format == "md":
+        print(run_analysis(Path(args.dir), tier, rows, axes, analysis).markdown(), end="")
+        return 0
+    table = _make_table(args, rows, axes)
     print(to_markdown(table) if args.format == "md" else to_csv(table), end="")
     return 0
 
 
 def cmd_report(args: argparse.Namespace, extra: dict[str, str]) -> int:
+    from .analyses import run_analysis
     from .report import write_report
 
-    table, rows, axes = load_table(args)
-    path = write_report(Path(args.dir), table, rows, axes, Path(args.out) if args.out else None)
+    tier, rows, axes, spec = load_rows(args)
+    analysis = None
+    if spec and not _generic(args):
+        analysis = (spec["name"], run_analysis(Path(args.dir), tier, rows, axes, spec))
+    try:
+        table = _make_table(args, rows, axes)
+    except InrlabError:
+        if analysis is None:  # with an analysis, runs without the metric (jobs) show no table
+            raise
+        table = None
+    path = write_report(Path(args.dir), table, rows, axes, Path(args.out) if args.out else None,
+                        analysis)
     print(f"report: {path}")
     return 0

@@ -1,7 +1,7 @@
 """Where the runs of a sweep execute: this process, a local pool of worker processes, or Ray.
 
-Every executor calls :func:`execute_run` on a *task* (a plain dict: key, label, config, run_dir,
-plugins, paths) and yields ``(task, result)`` pairs as runs complete. A result is a dict with
+Every executor calls :func:`execute_run` on a *task* (a plain dict: key, label, config, job,
+run_dir, plugins, paths) and yields ``(task, result)`` pairs as runs complete. A result is a dict with
 ``status`` ("finished", "failed" or "interrupted"), ``metrics``, ``error``, ``host``, ``device`` and
 ``wall_seconds``; a worker that dies (killed, out of memory) yields a "failed" result for its
 run, and the others go on.
@@ -14,7 +14,6 @@ assignment), so a run resumed on another worker still matches its checkpoint.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import signal
 import socket
@@ -42,13 +41,14 @@ def _one_line(e: BaseException) -> str:
 
 
 def execute_run(task: Task) -> Result:
-    """Train one run in this process (resuming from its checkpoint); never raises an Exception:
-    failures come back as ``status="failed"`` with a one-line error and the traceback."""
+    """Execute one run's job in this process (training resumes from its checkpoint); never raises
+    an Exception: failures come back as ``status="failed"`` with a one-line error and the
+    traceback."""
     import torch
 
     from ..config import RunConfig, from_dict
-    from ..train.trainer import run
     from ..utils import resolve_device
+    from .jobs import execute_job
     from .spec import load_plugins
 
     t0 = time.time()
@@ -61,9 +61,9 @@ def execute_run(task: Task) -> Result:
         out["device"] = str(resolve_device(cfg.train.device))
         if torch.cuda.is_available() and out["device"].startswith("cuda"):
             out["device"] += f" ({torch.cuda.get_device_name(resolve_device(cfg.train.device))})"
-        run(cfg, task["run_dir"], resume=True, progress=False)
         run_dir = Path(task["run_dir"])
-        out["metrics"] = json.loads((run_dir / "metrics.json").read_text())
+        run_dir.mkdir(parents=True, exist_ok=True)
+        out["metrics"] = execute_job(cfg, run_dir, task.get("job") or {})
         out["status"] = "finished"
         if task.get("ship_files"):
             files = [run_dir / n for n in SHIPPED] + sorted((run_dir / "diagnostics").glob("*.png"))

@@ -1,20 +1,21 @@
 """A static HTML report of a sweep folder: table, PSNR curves, reconstructions, error maps and the
 diagnostic plots (spectra, NTK, ...) runs saved under ``diagnostics/*.png``.
 
-The page is one ``report.html`` beside ``report_files/`` (figures made here); run pictures are
-linked from the run folders, so the sweep folder must travel whole. A small script counts images
+The page is one ``report.html`` (the jinja2 template ``templates/report.html``, autoescaped)
+beside ``report_files/`` (figures made here); run pictures are linked from the run folders, so
+the sweep folder must travel whole. A small script counts images
 that fail to load and shows a banner (``data-broken-images`` on ``<body>``).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -22,34 +23,16 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .table import Table, _best, cell_text  # noqa: E402
+from .analyses import Result  # noqa: E402
+from .table import Table, _best, aggregation, cell_text  # noqa: E402
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.3em .6em}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.grid img{width:160px;image-rendering:pixelated;display:block}.grid td{text-align:center;font-size:.85em}
-.curves img,.diag img{max-width:48%;margin:.3em}#broken{background:#fdd;padding:.5em;display:none}
-.err{color:#a00}
-"""
-_SCRIPT = """
-window.addEventListener('load', function () {
-  var bad = Array.prototype.filter.call(document.images, function (im) {
-    return !(im.complete && im.naturalWidth > 0); });
-  document.body.dataset.brokenImages = String(bad.length);
-  document.body.dataset.images = String(document.images.length);
-  if (bad.length) { var b = document.getElementById('broken'); b.style.display = 'block';
-    b.textContent = bad.length + ' image(s) could not be loaded: was the sweep folder moved apart?'; }
-});
-"""
-
-
-def _esc(x: Any) -> str:
-    return html.escape(str(x))
+# autoescape: run labels, signal paths and errors are user text
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("inrlab.sweep", "templates"),
+                          autoescape=True, undefined=jinja2.StrictUndefined)
 
 
 def _rel(path: Path, page: Path) -> str:
-    return html.escape(os.path.relpath(path, page.parent).replace(os.sep, "/"))
+    return os.path.relpath(path, page.parent).replace(os.sep, "/")
 
 
 def _groups(table: Table, runs: list[dict[str, Any]]) -> dict[tuple[Any, Any], list[dict[str, Any]]]:
@@ -141,114 +124,109 @@ def _first(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return done[0] if done else None
 
 
-def write_report(folder: Path, table: Table, runs: list[dict[str, Any]], axes: list[str],
-                 out: Path | None = None) -> Path:
-    """Write ``folder/report.html`` (or ``out``) and its figures; returns the page's path."""
+def write_report(folder: Path, table: Table | None, runs: list[dict[str, Any]], axes: list[str],
+                 out: Path | None = None, analysis: tuple[str, Result] | None = None) -> Path:
+    """Write ``folder/report.html`` (or ``out``) and its figures: the sweep's analysis (name,
+    result) when it has one, the ``table`` of one metric (None: none), curves, reconstructions,
+    error maps, diagnostics and failures; returns the page's path."""
     page = (out or folder / "report.html").resolve()
     folder = folder.resolve()
     files = page.parent / (page.stem + "_files")
     files.mkdir(parents=True, exist_ok=True)
-    groups = _groups(table, runs)
-    parts: list[str] = []
     counts = {s: sum(r["status"] == s for r in runs) for s in ("finished", "failed", "pending",
                                                                "running")}
-    tier = runs[0]["tier"] if runs else "?"
-    parts.append(f"<h1>Sweep report: {_esc(folder.name)} [{_esc(tier)}]</h1>"
-                 f"<p id='summary'>{len(runs)} runs: " +
-                 ", ".join(f"{v} {k}" for k, v in counts.items()) +
-                 f". Axes: {_esc(', '.join(axes) or '(none)')}. Generated "
-                 f"{time.strftime('%Y-%m-%d %H:%M')}.</p><div id='broken'></div>")
+    view: dict[str, Any] = {
+        "name": folder.name, "tier": runs[0]["tier"] if runs else "?", "runs": len(runs),
+        "counts": ", ".join(f"{v} {k}" for k, v in counts.items()),
+        "axes": ", ".join(axes) or "(none)", "generated": time.strftime("%Y-%m-%d %H:%M"),
+        "analysis": None, "table": None, "curves": [], "curve_metric": "", "grid": [],
+        "diagnostics": [], "failed": [{"label": r["label"], "error": r["error"]}
+                                      for r in runs if r["status"] == "failed"]}
+    if analysis is not None:
+        name, res = analysis
+        view["analysis"] = {
+            "name": name, "notes": res.notes,
+            "figures": [_rel(p.resolve(), page) for p in res.figures],
+            "tables": [{"title": title, "head": [str(c) for c in df.columns],
+                        "rows": [["–" if _missing(v) else _fmt(v) for v in row]
+                                 for row in df.itertuples(index=False)]}
+                       for title, df in res.tables]}
+    if table is not None:
+        groups = _groups(table, runs)
+        view["table"] = _table_view(table)
+        metric = table.metric if table.metric.startswith(("psnr", "ssim", "ms_ssim")) else "psnr"
+        view["curve_metric"] = metric
+        view["curves"] = [_rel(p, page) for p in _curves(folder, table, groups, files, metric)]
+        view["grid"] = _grid(folder, table, groups, files, page)
+    for r in runs:
+        pngs = sorted((folder / r["run_dir"] / "diagnostics").glob("*.png"))
+        if pngs:
+            view["diagnostics"].append({"label": r["label"], "pngs": [
+                {"src": _rel(p, page), "name": p.stem} for p in pngs]})
+    page.write_text(_ENV.get_template("report.html").render(**view))
+    return page
 
-    # ---- table
-    corner = " / ".join(table.rows) + (" \\ " + " / ".join(table.cols) if table.cols else "")
-    head = "".join(f"<th>{_esc(' / '.join(c) or table.metric)}</th>" for c in table.col_keys)
-    body = []
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.2f}" if abs(v) >= 10 else f"{v:.4g}"
+    return str(v)
+
+
+def _table_view(table: Table) -> dict[str, Any]:
+    rows = []
     for rk in table.row_keys:
         best = _best(table, rk)
-        tds = []
-        for ck in table.col_keys:
-            cell = table.cell(rk, ck)
-            text = _esc(cell_text(cell))
-            bold = best is not None and best == cell.mean
-            tds.append(f"<td class='num'>{f'<b>{text}</b>' if bold else text}</td>")
-        body.append(f"<tr><th>{_esc(' / '.join(rk) or 'all')}</th>{''.join(tds)}</tr>")
-    agg = f"mean ± std over {', '.join(table.over)}" if table.over else "one run per cell"
-    parts.append(f"<h2>{_esc(table.metric)} ({_esc(agg)})</h2><table id='results'><tr><th>"
-                 f"{_esc(corner)}</th>{head}</tr>{''.join(body)}</table>")
+        cells = [table.cell(rk, ck) for ck in table.col_keys]
+        rows.append({"label": " / ".join(rk) or "all",
+                     "cells": [{"text": cell_text(c), "bold": best is not None and best == c.mean}
+                               for c in cells]})
+    return {"metric": table.metric, "agg": aggregation(table).split(": ", 1)[1].rstrip("."),
+            "corner": " / ".join(table.rows) + (" \\ " + " / ".join(table.cols)
+                                                if table.cols else ""),
+            "head": [" / ".join(c) or table.metric for c in table.col_keys], "rows": rows}
 
-    # ---- curves
-    metric = table.metric if table.metric.startswith(("psnr", "ssim", "ms_ssim")) else "psnr"
-    curves = _curves(folder, table, groups, files, metric)
-    if curves:
-        parts.append(f"<h2>{_esc(metric)} over training steps</h2><div class='curves'>" +
-                     "".join(f"<img src='{_rel(p, page)}' alt='curve'>" for p in curves) + "</div>")
 
-    # ---- reconstructions and error maps (first finished run of each cell, e.g. seed 0)
-    rec_rows, err_rows = [], []
+def _grid(folder: Path, table: Table, groups: dict[Any, list[dict[str, Any]]], files: Path,
+          page: Path) -> list[dict[str, Any]]:
+    """Reconstructions and error maps: the first finished run of each cell (e.g. seed 0)."""
+    out = []
     for i, rk in enumerate(table.row_keys):
         reps = {ck: _first(groups.get((rk, ck), [])) for ck in table.col_keys}
         some = next((r for r in reps.values() if r is not None), None)
         target = _target(some) if some is not None else None
-        rec_cells, err_cells = [], []
+        row: dict[str, Any] = {"label": " / ".join(rk) or "all", "target": None, "cells": [],
+                               "errors": []}
         if target is not None:
             tpath = files / f"target_{i}.png"
             plt.imsave(tpath, target[..., 0] if target.shape[-1] == 1 else target, cmap="gray",
                        vmin=0, vmax=1)
-            rec_cells.append(f"<td><img src='{_rel(tpath, page)}' alt='target'>target</td>")
-            err_cells.append("<td></td>")
+            row["target"] = _rel(tpath, page)
         for j, ck in enumerate(table.col_keys):
             r = reps[ck]
             png = folder / r["run_dir"] / "reconstruction.png" if r else None
-            if r is None or not png.is_file():
-                rec_cells.append("<td>–</td>")
-                err_cells.append("<td>–</td>")
+            if r is None or png is None or not png.is_file():
+                row["cells"].append(None)
+                row["errors"].append(None)
                 continue
             v = (r["metrics"] or {}).get(table.metric)
-            cap = f"{_esc(r['label'])}<br>{table.metric} {v:.3f}" if isinstance(v, float) \
-                else _esc(r["label"])
             summary = folder / r["run_dir"] / "summary.png"
-            link = f"<a href='{_rel(summary, page)}'>" if summary.is_file() else "<a>"
-            rec_cells.append(f"<td>{link}<img src='{_rel(png, page)}' alt='reconstruction'></a>"
-                             f"{cap}</td>")
+            row["cells"].append({
+                "png": _rel(png, page), "summary": _rel(summary, page) if summary.is_file() else None,
+                "caption": f"{r['label']} {table.metric} {v:.3f}" if isinstance(v, float)
+                else r["label"]})
+            err = None
             if target is not None:
                 epath = files / f"error_{i}_{j}.png"
                 try:
                     _error_map(png, target, epath, vmax=0.25)
-                    err_cells.append(f"<td><img src='{_rel(epath, page)}' alt='error map'>"
-                                     f"{_esc(' / '.join(ck))}</td>")
+                    err = {"png": _rel(epath, page), "caption": " / ".join(ck)}
                 except (ValueError, OSError):
-                    err_cells.append("<td>–</td>")
-        label = f"<th>{_esc(' / '.join(rk) or 'all')}</th>"
-        rec_rows.append(f"<tr>{label}{''.join(rec_cells)}</tr>")
-        if target is not None:
-            err_rows.append(f"<tr>{label}{''.join(err_cells)}</tr>")
-    parts.append("<h2>Reconstructions</h2><p>First finished run of each cell; click for the run's "
-                 "summary (target, prediction, error, spectra, curve).</p>"
-                 f"<table class='grid' id='reconstructions'>{''.join(rec_rows)}</table>")
-    if err_rows:
-        parts.append("<h2>Error maps</h2><p>|reconstruction − target|, mean over channels, "
-                     "colour scale 0 … 0.25 (inferno).</p>"
-                     f"<table class='grid' id='errors'>{''.join(err_rows)}</table>")
-
-    # ---- diagnostics (spectra, NTK, ...) that runs saved
-    diag = []
-    for r in runs:
-        pngs = sorted((folder / r["run_dir"] / "diagnostics").glob("*.png"))
-        if pngs:
-            diag.append(f"<h3>{_esc(r['label'])}</h3><div class='diag'>" +
-                        "".join(f"<figure style='display:inline-block'><img src='{_rel(p, page)}' "
-                                f"alt='{_esc(p.stem)}'><figcaption>{_esc(p.stem)}</figcaption>"
-                                f"</figure>" for p in pngs) + "</div>")
-    if diag:
-        parts.append("<h2>Diagnostics (spectra, NTK, …)</h2>" + "".join(diag))
-
-    failed = [r for r in runs if r["status"] == "failed"]
-    if failed:
-        parts.append("<h2>Failed runs</h2><ul>" + "".join(
-            f"<li><b>{_esc(r['label'])}</b>: <span class='err'>{_esc(r['error'])}</span></li>"
-            for r in failed) + "</ul>")
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(folder.name)} "
-           f"sweep</title><style>{_CSS}</style><script>{_SCRIPT}</script></head><body>"
-           + "\n".join(parts) + "</body></html>\n")
-    page.write_text(doc)
-    return page
+                    pass
+            row["errors"].append(err)
+        out.append(row)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,12 @@ def _run_locked(sweep: Sweep, plan: list[Any], tier: str, folder: Path, store: S
     store.reset_running()  # left by a sweep that was killed: resume them
     store.add_plan(plan, tier)
     store.set_meta("name", sweep.name)
+    store.set_meta("analysis", json.dumps(sweep.analysis))
     status = {r["key"]: r["status"] for r in store.rows(tier)}
     todo = [r for r in plan if status.get(r.key) != "finished"
             and (retry_failed or status.get(r.key) != "failed")]
     skipped = len(plan) - len(todo)
-    tasks: list[Task] = [{"key": r.key, "label": r.label, "config": r.config.to_dict(),
+    tasks: list[Task] = [{"key": r.key, "label": r.label, "config": r.config.to_dict(), "job": r.job,
                           "run_dir": str((folder / "runs" / r.folder).resolve()),
                           "plugins": sweep.plugins, "paths": [str(sweep.path.parent.resolve())]}
                          for r in todo]

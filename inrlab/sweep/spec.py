@@ -4,7 +4,11 @@ A sweep file (TOML)::
 
     name = "example"
     preset = "relu"                       # base preset (default: the library default)
+    analysis = "iga_kodak"                # registered analysis: the paper's table (optional;
+                                          # or [analysis] name = ..., with its parameters)
     plugins = ["my_techniques"]           # modules imported first (register techniques, ...)
+    [job]                                 # how each run executes (default: kind = "train")
+    callbacks = ["subset_scores"]         # registered trainer callbacks; other keys: parameters
     [signal]                              # base overrides, like a `inrlab fit --config` file
     size = 64
     [train]
@@ -25,7 +29,8 @@ A sweep file (TOML)::
     norm = "batch"
 
 Fields are applied in this order: preset (variant > preset axis > base), base tables, tier,
-then the axes in file order. Every run's config is resolved and validated before anything runs.
+then the axes in file order. ``job.NAME`` fields (job parameters) may stand wherever a config field
+may. Every run's config and job are resolved and validated before anything runs.
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ SHORT = {"signal.name": "signal", "preset": "preset", "train.technique": "techni
          "model.norm": "norm", "train.seed": "seed"}
 FIELD_OF = {**ALIASES, **{short: path for path, short in SHORT.items()}}  # also singular names
 TOP_KEYS = {"name", "description", "preset", "plugins", "signal", "model", "train", "axes", "tiers",
-            "default_tier", "exclude"}
+            "default_tier", "exclude", "analysis", "job"}
+JOB = "job."  # prefix of job parameters among the dotted fields
 BASE_TIER = "base"
 SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}")  # one path component, not . or ..
 
@@ -68,6 +74,7 @@ class PlannedRun:
     label: str  # human-readable, e.g. "astronaut-relu-seed0"
     axes: dict[str, str]  # axis name → value label
     config: RunConfig
+    job: dict[str, Any] = field(default_factory=dict)  # job kind and parameters ({}: plain train)
 
     @property
     def folder(self) -> str:
@@ -96,6 +103,7 @@ class Sweep:
     default_tier: str
     exclude: list[dict[str, Any]] = field(default_factory=list)
     plugins: list[str] = field(default_factory=list)
+    analysis: dict[str, Any] | None = None  # {"name": registered analysis, **its parameters}
 
     # ------------------------------------------------------------------ planning
     def plan(self, tier: str | None = None) -> list[PlannedRun]:
@@ -120,20 +128,20 @@ class Sweep:
             if any(all(labels.get(k) == str(v) for k, v in ex.items()) for ex in self.exclude):
                 continue
             run_label = "-".join(_slug(a, labels[a.name]) for a in axes) or "run"
-            cfg = self._resolve(axes, combo, tier_fields, run_label)
-            key = config_key(cfg)
+            cfg, job = self._resolve(axes, combo, tier_fields, run_label)
+            key = config_key(cfg, job)
             if key in seen:
                 raise InrlabError(f"sweep file {self._where()}runs {seen[key]!r} and {run_label!r} "
                                   f"resolve to the same config: remove the duplicate axis value")
             seen[key] = run_label
-            runs.append(PlannedRun(key, run_label, labels, cfg))
+            runs.append(PlannedRun(key, run_label, labels, cfg, job))
         if not runs:
             raise InrlabError(f"sweep file {self._where()}plans no runs (every combination is "
                               f"excluded): loosen [[exclude]]")
         return runs
 
     def _resolve(self, axes: list[Axis], combo: tuple[Any, ...], tier_fields: dict[str, Any],
-                 label: str) -> RunConfig:
+                 label: str) -> tuple[RunConfig, dict[str, Any]]:
         name = self.base_preset or DEFAULT_PRESET
         fields: list[tuple[str, Any]] = []
         for a, v in zip(axes, combo, strict=True):
@@ -147,24 +155,34 @@ class Sweep:
                         name = val
                     elif k != "label":
                         fields.append((k, val))
+        from .jobs import check_job
+
+        job: dict[str, Any] = {}
         try:
             cfg = preset(name)
             for k, v in [*self.base.items(), *tier_fields.items(), *fields]:
-                set_field(cfg, k, copy.deepcopy(v))
+                if k.startswith(JOB):
+                    job[k[len(JOB):]] = copy.deepcopy(v)
+                else:
+                    set_field(cfg, k, copy.deepcopy(v))
             cfg.validate()
             check_technique(cfg.train.technique)
+            job = check_job(job)
         except InrlabError as e:
             raise InrlabError(f"sweep file {self._where()}run {label!r}: {e}") from None
-        return cfg
+        return cfg, job
 
     def _where(self) -> str:
         return f"{str(self.path)!r} "
 
 
-def config_key(cfg: RunConfig) -> str:
-    """16 hex digits of the SHA-256 of the resolved config without ``train.device``."""
-    d = cfg.to_dict()
+def config_key(cfg: RunConfig, job: dict[str, Any] | None = None) -> str:
+    """16 hex digits of the SHA-256 of the resolved config without ``train.device``, and of the
+    job when it is not a plain training run (so plain runs keep their keys)."""
+    d: dict[str, Any] = cfg.to_dict()
     d["train"].pop("device", None)
+    if job:
+        d = {"config": d, "job": job}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -254,7 +272,7 @@ def parse_sweep(data: dict[str, Any], path: Path, text: str = "") -> Sweep:
     probe = RunConfig()
 
     def check_field(path_: str, key_for_line: str, what: str) -> None:
-        if path_ == "preset":
+        if path_ == "preset" or path_.startswith(JOB):
             return
         try:
             get_field(probe, path_)
@@ -264,7 +282,7 @@ def parse_sweep(data: dict[str, Any], path: Path, text: str = "") -> Sweep:
                                      f"{', '.join(ALIASES)})") from None
 
     base: dict[str, Any] = {}
-    for section in ("signal", "model", "train"):
+    for section in ("job", "signal", "model", "train"):
         sec = data.get(section, {})
         if not isinstance(sec, dict):
             raise fail(section, f"[{section}] must be a table of fields")
@@ -326,9 +344,28 @@ def parse_sweep(data: dict[str, Any], path: Path, text: str = "") -> Sweep:
     plugins = data.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
         raise fail("plugins", "plugins must be a list of module names")
+    load_plugins(plugins, [str(path.parent)])  # they may register the analysis or jobs
     return Sweep(path=path, text=text, name=name,
                  base_preset=base_preset, base=base, axes=axes, tiers=tiers,
-                 default_tier=default_tier, exclude=ex_norm, plugins=plugins)
+                 default_tier=default_tier, exclude=ex_norm, plugins=plugins,
+                 analysis=_parse_analysis(data.get("analysis"), fail))
+
+
+def _parse_analysis(value: Any, fail: Any) -> dict[str, Any] | None:
+    """``analysis = "NAME"`` or an ``[analysis]`` table with ``name`` and parameters; the name
+    must be registered (see :mod:`inrlab.sweep.analyses`)."""
+    from .analyses import get_analysis
+
+    if value is None:
+        return None
+    spec = {"name": value} if isinstance(value, str) else value
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise fail("analysis", 'analysis must be a name or a table with name = "..."')
+    try:
+        get_analysis(spec["name"])
+    except InrlabError as e:
+        raise fail("analysis", str(e)) from None
+    return dict(spec)
 
 
 def _axis_items(axes: Any) -> list[tuple[str, Any]]:

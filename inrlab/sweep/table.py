@@ -6,13 +6,12 @@ axis); the table refuses to silently average over anything else.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ..errors import InrlabError
 
@@ -147,36 +146,58 @@ def _best(table: Table, r: tuple[str, ...]) -> float | None:
     return max(means) if len(means) > 1 else None
 
 
-def to_markdown(table: Table) -> str:
-    """GitHub Markdown; the best mean of a row is bold for PSNR/SSIM-like metrics."""
+def markdown(df: pd.DataFrame) -> str:
+    """GitHub Markdown of ``df``'s columns and rows (index dropped): floats with 2 decimals from
+    10 up, else 4 significant digits; missing values as –; ``|`` in text escaped."""
+    def text(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.2f}" if abs(v) >= 10 else f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+
+    head = [text(c) for c in df.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(text(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def frame(table: Table, bold_best: bool = False) -> pd.DataFrame:
+    """The table's cells as text (``cell_text``), one row per row key; with ``bold_best`` the
+    best mean of a row is wrapped in ``**`` (PSNR/SSIM-like metrics)."""
     corner = " / ".join(table.rows) or table.metric
     if table.cols:
         corner += " \\ " + " / ".join(table.cols)
-    heads = [" / ".join(c) or table.metric for c in table.col_keys]
-    lines = [f"| {corner} | " + " | ".join(heads) + " |",
-             "|" + "---|" * (len(heads) + 1)]
+    recs = []
     for r in table.row_keys:
-        best = _best(table, r)
-        out = []
+        best = _best(table, r) if bold_best else None
+        rec = {corner: " / ".join(r) or "all"}
         for c in table.col_keys:
             cell = table.cell(r, c)
             text = cell_text(cell)
-            out.append(f"**{text}**" if best is not None and cell.mean == best else text)
-        lines.append(f"| {' / '.join(r) or 'all'} | " + " | ".join(out) + " |")
+            rec[" / ".join(c) or table.metric] = f"**{text}**" if best is not None and \
+                cell.mean == best else text
+        recs.append(rec)
+    return pd.DataFrame.from_records(recs)
+
+
+def aggregation(table: Table) -> str:
+    """How the cells aggregate runs, e.g. ``psnr: mean ± std over seed.``"""
     agg = f"mean ± std over {', '.join(table.over)}" if table.over else "one run per cell"
-    return "\n".join(lines) + f"\n\n{table.metric}: {agg}.\n"
+    return f"{table.metric}: {agg}."
+
+
+def to_markdown(table: Table) -> str:
+    """GitHub Markdown; the best mean of a row is bold for PSNR/SSIM-like metrics."""
+    return markdown(frame(table, bold_best=True)) + f"\n{aggregation(table)}\n"
 
 
 def to_csv(table: Table) -> str:
     """Tidy CSV: one line per cell with the axis values, mean, std, n, failed, unfinished."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
     m = table.metric
-    w.writerow([*table.rows, *table.cols, f"{m}_mean", f"{m}_std", "n", "failed", "unfinished"])
-    for r in table.row_keys:
-        for c in table.col_keys:
-            cell = table.cell(r, c)
-            w.writerow([*r, *c, "" if cell.mean is None else f"{cell.mean:.6g}",
-                        "" if cell.std is None else f"{cell.std:.6g}", cell.n, cell.failed,
-                        cell.unfinished])
-    return buf.getvalue()
+    recs = [{**dict(zip(table.rows, r, strict=True)), **dict(zip(table.cols, c, strict=True)),
+             f"{m}_mean": cell.mean, f"{m}_std": cell.std, "n": cell.n, "failed": cell.failed,
+             "unfinished": cell.unfinished}
+            for r in table.row_keys for c in table.col_keys for cell in [table.cell(r, c)]]
+    return pd.DataFrame.from_records(recs).to_csv(index=False, float_format="%.6g",
+                                                  lineterminator="\n")

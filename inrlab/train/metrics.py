@@ -1,17 +1,17 @@
 """Reconstruction metrics on arrays: PSNR, SSIM, MS-SSIM and the band-wise relative error Δ_k.
 
-Images are (H, W, C) arrays in [0, 1] unless stated. SSIM and MS-SSIM come from pytorch-msssim
-(Gaussian window 11, σ = 1.5, K = (0.01, 0.03)); the tests check SSIM against scikit-image.
+Images are (H, W, C) arrays in [0, 1] unless stated. SSIM comes from pytorch-msssim, MS-SSIM from
+torchmetrics (whose public ``betas`` argument takes fewer scales on small images; pytorch-msssim
+asserts five). Both use a Gaussian window 11, σ = 1.5, K = (0.01, 0.03); the tests check SSIM
+against scikit-image and MS-SSIM at five scales against pytorch-msssim.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from pytorch_msssim import ms_ssim as _ms_ssim
 from pytorch_msssim import ssim as _ssim
-from pytorch_msssim.ssim import _fspecial_gauss_1d
-from pytorch_msssim.ssim import _ssim as _ssim_terms
+from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as _ms_ssim
 
 _MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -40,38 +40,23 @@ def ssim(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> float
 
 
 def ms_ssim(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> float | None:
-    """MS-SSIM with the standard 5 scales, or fewer on small images (weights renormalised).
+    """MS-SSIM of (H, W[, C]) images with the standard 5 scales, or fewer on small images (the
+    first weights, renormalised); None below 2 scales.
 
-    Scale s needs a side of more than 10·2^(s-1) pixels; below 2 scales it returns None.
+    n scales need the coarsest scale to hold the 11-pixel window, min(H, W) ≥ 11·2^(n−1), and
+    torchmetrics' own size rule, min(H, W) // (n−1)² > 10: five from a side of 176 pixels, four
+    from 99, three from 44, two from 22.
     """
     side = min(np.shape(target)[:2])
-    scales = 5
-    while scales > 1 and side <= 10 * 2 ** (scales - 1):
-        scales -= 1
+    scales = next((n for n in range(5, 1, -1)
+                   if side >= 11 * 2 ** (n - 1) and side // (n - 1) ** 2 > 10), 1)
     if scales < 2:
         return None
-    x, y = _nchw(pred), _nchw(target)
-    if scales == 5:
-        return float(_ms_ssim(x, y, data_range=data_range))
-    return _ms_ssim_scales(x, y, data_range, scales)
-
-
-def _ms_ssim_scales(x: torch.Tensor, y: torch.Tensor, data_range: float, scales: int) -> float:
-    """MS-SSIM over ``scales`` scales of (1, C, H, W) tensors, standard weights renormalised.
-
-    pytorch-msssim asserts 5 scales; this composes fewer from its own per-scale SSIM and contrast
-    terms (with ``scales=5`` it reproduces ``pytorch_msssim.ms_ssim``; tested)."""
-    w = torch.tensor(_MS_WEIGHTS[:scales], dtype=torch.float64)
+    weights = np.asarray(_MS_WEIGHTS[:scales])
     if scales < 5:  # the five standard weights sum to 1.0001: keep them as published
-        w = w / w.sum()
-    win = _fspecial_gauss_1d(11, 1.5).to(torch.float64).repeat(x.shape[1], 1, 1, 1)
-    terms = []
-    for s in range(scales):
-        ssim_c, cs = _ssim_terms(x, y, data_range=data_range, win=win, size_average=False)
-        terms.append(torch.relu(ssim_c if s == scales - 1 else cs))
-        pad = [d % 2 for d in x.shape[2:]]
-        x, y = (torch.nn.functional.avg_pool2d(t, 2, padding=pad) for t in (x, y))
-    return float(torch.prod(torch.stack(terms) ** w.view(-1, 1, 1), 0).mean())
+        weights = weights / weights.sum()
+    return float(_ms_ssim(_nchw(pred), _nchw(target), data_range=data_range,
+                          betas=tuple(weights.tolist()), normalize="relu"))
 
 
 def band_error_1d(pred: np.ndarray, target: np.ndarray, bins: np.ndarray) -> np.ndarray:

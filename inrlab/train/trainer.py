@@ -21,7 +21,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -44,7 +44,7 @@ from ..utils import (
     write_json,
 )
 from .compile import CompiledForward
-from .optim import build_adam
+from .optim import build_adam, build_scheduler, lr_factor
 from .stop import DeferredStop
 
 RUN_FILES = ("config.json", "history.jsonl", "checkpoint.pt", "metrics.json")  # + problem.outputs
@@ -71,16 +71,17 @@ class FitResult:
         return predict(self.model, x.to(dev)).cpu()
 
 
-def lr_factor(cfg_train: Any, step: int) -> float:
-    """Multiplier of the base learning rate at ``step`` for the configured schedule."""
-    t = cfg_train
-    if t.schedule == "step":
-        return t.gamma ** sum(step >= m for m in t.milestones)
-    if t.schedule == "exponential":
-        return t.lr_final ** (step / t.steps)
-    if t.schedule == "cosine":
-        return t.lr_final + (1 - t.lr_final) * 0.5 * (1 + math.cos(math.pi * step / t.steps))
-    return 1.0
+class Callback(Protocol):
+    """A hook into training (eNTK spectra, band errors, extra scores, ...).
+
+    ``on_step(trainer, step)`` runs at step 0 before the first update (fresh runs only) and after
+    every update, ``step`` being the number of updates done; ``on_end(trainer, metrics)`` runs
+    once training finished, before ``metrics.json`` is written, and may add entries to
+    ``metrics``. ``trainer.model``, ``trainer.problem``, ``trainer.out`` are what they read."""
+
+    def on_step(self, trainer: Trainer, step: int) -> None: ...
+
+    def on_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None: ...
 
 
 def training_bytes(cfg: RunConfig, points: int) -> int:
@@ -120,7 +121,8 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, problem: Problem | None = None,
                  out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
-                 progress: bool = True, technique: Technique | None = None):
+                 progress: bool = True, technique: Technique | None = None,
+                 callbacks: list[Callback] | None = None):
         self.cfg = cfg.validate()
         self.problem = problem if problem is not None else load_problem(cfg.signal)
         self.out = Path(out) if out is not None else None
@@ -137,6 +139,7 @@ class Trainer:
         self.technique.setup(self.model, self.problem)
         t = cfg.train
         self.opt = build_adam(self.model.parameters(), t.lr, t.adam_eps)
+        self.scheduler = build_scheduler(self.opt, t)
         self.forward = CompiledForward(self.model) if t.compile else None
         self.gen = torch.Generator().manual_seed(t.seed + 1)
         self.step = 0
@@ -144,13 +147,13 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.last_ckpt_step: int | None = None
         self.resolved = {**cfg.to_dict(), "signal_meta": self.problem.meta}
-        self.diagnostics = None
+        self.callbacks: list[Callback] = list(callbacks or [])
         self.lock: FolderLock | None = None
         if t.diagnostics_every or t.ntk_steps:
             from ..ntk.diagnostics import Diagnostics
 
-            self.diagnostics = Diagnostics(self.problem, t.diagnostics_every, t.ntk_steps,
-                                           t.ntk_points, t.seed, self.out)
+            self.callbacks.insert(0, Diagnostics(self.problem, t.diagnostics_every, t.ntk_steps,
+                                                 t.ntk_points, t.seed, self.out))
         if self.out is not None:
             self._prepare_folder(resume, overwrite)
 
@@ -233,6 +236,7 @@ class Trainer:
                 raise KeyError(f"no {', '.join(missing)}")
             self.model.load_state_dict(ck["model"])
             self.opt.load_state_dict(ck["optimizer"])
+            self._load_scheduler(ck.get("scheduler"), int(ck["step"]))
             self.technique.load_state_dict(ck.get("technique", {}))
             self.gen.set_state(ck["generator"].cpu())
             torch.set_rng_state(ck["torch_rng"].cpu())
@@ -243,6 +247,20 @@ class Trainer:
                               f"pass --overwrite or choose another --out") from None
         self.step, self.seconds, self.history = step, seconds, history
         self.last_ckpt_step = self.step
+
+    def _load_scheduler(self, state: dict[str, Any] | None, step: int) -> None:
+        """Restore the schedule at checkpoint ``step``; checkpoints written before schedulers had
+        state (no ``scheduler`` key) continue from the schedule's closed form."""
+        if self.scheduler is None:
+            return
+        if state is not None:
+            self.scheduler.load_state_dict(state)
+            return
+        self.scheduler.last_epoch = step
+        lr = self.cfg.train.lr * lr_factor(self.cfg.train, step)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.scheduler._last_lr = [lr] * len(self.opt.param_groups)  # what get_last_lr() returns
 
     def _truncate_history(self) -> None:
         """Make ``history.jsonl`` hold exactly the records of the state training continues from
@@ -262,6 +280,8 @@ class Trainer:
             atomic_torch_save({"step": self.step, "seconds": self.seconds,
                                "history": to_jsonable(self.history),
                                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                               "scheduler": (None if self.scheduler is None
+                                             else self.scheduler.state_dict()),
                                "technique": self.technique.state_dict(),
                                "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                                "config": to_jsonable(self.resolved)}, self.out / "checkpoint.pt")
@@ -306,15 +326,15 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc=f"{self.cfg.preset or 'model'} on {prob.name}", leave=True)
         start = time.perf_counter() - self.seconds
-        diag = self.diagnostics
         rng_at_step = (self.gen.get_state(), torch.get_rng_state())
         # dirty: this step may already have changed saved state (weights, Adam, norm statistics),
         # so an exception now cannot be checkpointed exactly
         dirty = False
         coupled = batch_coupled(self.model)
         try:
-            if diag is not None and self.step == 0:
-                diag.record(self.model, 0)
+            if self.step == 0:
+                for cb in self.callbacks:
+                    cb.on_step(self, 0)
             while self.step < t.steps:
                 rng_at_step = (self.gen.get_state(), torch.get_rng_state())
                 dirty = False
@@ -326,8 +346,6 @@ class Trainer:
                 else:
                     batch = prob.batch(self.technique.sample_batch(prob, batch_size, self.gen))
                     batch = batch.to(dev)
-                for g in self.opt.param_groups:
-                    g["lr"] = t.lr * lr_factor(t, self.step)
                 dirty = coupled  # a training forward updates running norm statistics
                 out = self.model(batch.x) if self.forward is None else self.forward(batch.x)
                 pred = prob.forward(out, batch)
@@ -338,7 +356,10 @@ class Trainer:
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 dirty = True
+                lr = self.opt.param_groups[0]["lr"]  # this step's, for the history
                 self.opt.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
                 self.step += 1
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == t.steps:
@@ -346,12 +367,12 @@ class Trainer:
                 if self.step % t.eval_every == 0 or self.step == t.steps:
                     self.seconds = time.perf_counter() - start
                     rec = {"step": self.step, "seconds": round(self.seconds, 3), "loss": mse,
-                           "lr": self.opt.param_groups[0]["lr"], **self.evaluate()}
+                           "lr": lr, **self.evaluate()}
                     self.history.append(rec)
                     if self.out is not None:
                         append_line(self.out / "history.jsonl", json.dumps(to_jsonable(rec)))
-                if diag is not None and diag.due(self.step):
-                    diag.record(self.model, self.step)
+                for cb in self.callbacks:
+                    cb.on_step(self, self.step)
                 if self.step % t.checkpoint_every == 0 and self.step < t.steps:
                     self.seconds = time.perf_counter() - start
                     self._save_checkpoint()
@@ -382,11 +403,11 @@ class Trainer:
                    "steps": self.step, "seconds": round(self.seconds, 3)}
         if self.forward is not None and self.forward.seconds is not None:
             metrics["compile_seconds"] = round(self.forward.seconds, 3)
+        for cb in self.callbacks:
+            cb.on_end(self, metrics)
         if self.out is not None:
             self._save_checkpoint()
             self._write_final("finished", metrics)
-            if diag is not None:
-                diag.finish()
         return FitResult(self.model, prob, self.cfg, metrics, self.history, self.out)
 
     def _write_final(self, status: str, metrics: dict[str, Any]) -> None:
@@ -402,10 +423,13 @@ class Trainer:
 
 
 def run(cfg: RunConfig, out: str | Path | None = None, *, problem: Problem | None = None,
-        resume: bool = False, overwrite: bool = False, progress: bool = True) -> FitResult:
-    """Train ``cfg`` (optionally on an already-built ``problem``) and write ``out`` if given.
+        resume: bool = False, overwrite: bool = False, progress: bool = True,
+        callbacks: list[Callback] | None = None) -> FitResult:
+    """Train ``cfg`` (optionally on an already-built ``problem``, with trainer ``callbacks``) and
+    write ``out`` if given.
 
-    A finished run found in ``out`` with ``resume=True`` is returned without retraining.
+    A finished run found in ``out`` with ``resume=True`` is returned without retraining (its
+    ``metrics.json`` holds what the callbacks added).
     """
     out_p = Path(out) if out is not None else None
     if resume and out_p is not None:
@@ -415,7 +439,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, *, problem: Problem | Non
             trainer.close()
             return FitResult(trainer.model, trainer.problem, cfg, done, trainer.history, out_p)
     return Trainer(cfg, problem, out_p, resume=resume, overwrite=overwrite,
-                   progress=progress).train()
+                   progress=progress, callbacks=callbacks).train()
 
 
 def _read_metrics(folder: Path) -> dict[str, Any]:
@@ -469,4 +493,4 @@ def load_run(path: str | Path) -> FitResult:
     return FitResult(trainer.model, trainer.problem, cfg, _read_metrics(p), trainer.history, p)
 
 
-__all__ = ["FitResult", "Trainer", "fit", "run", "load_run", "predict", "lr_factor"]
+__all__ = ["Callback", "FitResult", "Trainer", "fit", "run", "load_run", "predict"]

@@ -1,1 +1,0 @@
-"""Paper reproductions, each driven by one TOML file in ``configs/`` (``inrlab repro FILE``)."""

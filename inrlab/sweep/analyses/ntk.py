@@ -1,0 +1,102 @@
+"""eNTK spectra reproductions (multigrid-encoding paper, normalization paper): statistics of the
+spectra recorded by the ``entk_spectra`` callback, averaged over images, λ_min orders of
+magnitude above reference models, eigenvalue curves and histograms, and the quality reached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...ntk.plots import eigenvalue_histograms, sorted_eigenvalue_curves
+from . import ANALYSES, Context, Result
+
+STATS = ("lambda_max", "lambda_min", "mean", "variance", "condition")
+
+
+def _log10(v: Any, floor: float) -> Any:
+    """log10 of eigenvalue statistics, clipped at the rounding floor N·ε·λ_max (below it a value
+    is not resolved: reported as the floor). None is infinity as stored in JSON (a singular
+    kernel's condition number)."""
+    return np.log10(np.maximum(np.inf if v is None else v, floor))
+
+
+def model_label(row: dict[str, Any]) -> str:
+    """A run's model: its axis values other than the signal and the seed, joined by '-'."""
+    return "-".join(v for k, v in row["axes"].items() if k not in ("signal", "seed")) or "model"
+
+
+@ANALYSES.register("ntk_spectra")
+def ntk_spectra(ctx: Context) -> Result:
+    """Per model and spectrum stage ("step N", "step N no grid"): mean log10 statistics over the
+    images, mean log10 λ, images with a numerically singular kernel, λ_min orders above each
+    model of ``references``; final PSNR / MS-SSIM; the paper's numbers (``[analysis.paper.KEY]``
+    by model, KEY a column of the step-0 table or ``psnr``) beside ours."""
+    runs: dict[str, dict[str, dict[str, Any]]] = {}  # model → signal → metrics
+    for r in ctx.finished():
+        runs.setdefault(model_label(r), {})[r["axes"].get("signal", "")] = r["metrics"]
+    if not runs:
+        return Result(notes=["no finished runs yet"])
+    refs = [m for m in ctx.params.get("references", []) if m in runs]
+    stages = sorted({s for per in runs.values() for m in per.values() for s in m["spectra"]},
+                    key=lambda k: (int(k.split()[1]), k))
+    res = Result()
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for stage in stages:
+        recs = []
+        for model, per in runs.items():
+            images = [i for i, m in per.items() if stage in m["spectra"]]
+            if not images:
+                continue
+            sp = [per[i]["spectra"][stage] for i in images]
+            rec: dict[str, Any] = {"model": model}
+            rec |= {f"log10 {s}": float(np.mean([_log10(x[s], x["floor"]) for x in sp]))
+                    for s in STATS}
+            rec["mean log10 λ"] = float(np.mean([np.mean(_log10(np.asarray(x["eigenvalues"]),
+                                                                 x["floor"])) for x in sp]))
+            rec["singular"] = sum(bool(x["singular"]) for x in sp)
+            base = stage.replace(" no grid", "")
+            for ref in refs:
+                if ref == model:
+                    continue
+                pairs = [(per[i]["spectra"][stage], runs[ref][i]["spectra"][base]) for i in images
+                         if i in runs[ref] and base in runs[ref][i]["spectra"]]
+                rec[f"λ_min orders vs {ref}"] = float(np.mean(
+                    [_log10(a["lambda_min"], a["floor"]) - _log10(b["lambda_min"], b["floor"])
+                     for a, b in pairs])) if pairs else None
+            recs.append(rec)
+            summary.setdefault(model, {})[stage] = rec
+        n = len({i for per in runs.values() for i in per})
+        res.tables.append((f"{stage} (means of log10 over {n} image(s), "
+                           f"clipped at the rounding floor N·ε·λ_max; singular: images whose "
+                           f"λ_min is at that floor)", pd.DataFrame(recs)))
+    quality = pd.DataFrame([{"model": m,
+                             "PSNR dB": np.mean([x["psnr"] for x in per.values()]),
+                             "MS-SSIM": np.mean([x.get("ms_ssim") or np.nan
+                                                 for x in per.values()])}
+                            for m, per in runs.items()])
+    res.tables.append(("after training", quality))
+    paper = ctx.params.get("paper") or {}
+    if paper:
+        rows = []
+        for key, values in paper.items():
+            for model, value in values.items():
+                ours = (quality.set_index("model")["PSNR dB"].get(model) if key == "psnr"
+                        else summary.get(model, {}).get(stages[0], {}).get(key))
+                rows.append({"model": model, "quantity": key, "ours": ours, "paper": value})
+        res.tables.append((f"paper vs ours ({stages[0]} for spectra)", pd.DataFrame(rows)))
+    for stage in (stages[0], stages[-1]) if len(stages) > 1 else stages[:1]:
+        step = stage.split()[1]
+        curves = {f"{m} {k.replace(f'step {step}', '').strip()}".strip():
+                  np.mean([np.sort(np.asarray(x["spectra"][k]["eigenvalues"]))[::-1]
+                           for x in per.values()], 0)
+                  for m, per in runs.items()
+                  for k in (f"step {step}", f"step {step} no grid")
+                  if all(k in x["spectra"] for x in per.values())}
+        if curves:
+            p1, p2 = (ctx.figures / f"sorted_step{step}.png", ctx.figures / f"histogram_step{step}.png")
+            sorted_eigenvalue_curves(curves, p1, f"step {step}, mean over images")
+            eigenvalue_histograms(curves, p2, f"step {step}, mean over images")
+            res.figures += [p1, p2]
+    return res

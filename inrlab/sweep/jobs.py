@@ -1,0 +1,281 @@
+"""What one run of a sweep executes: a registered *job* kind and its parameters (``job.*``).
+
+Most runs train (kind ``train``, the default); a few experiments are not a plain trainer run and
+are jobs of their own, executed by the same executors and stored in the same store (their
+results are the run's ``metrics``). Per-run extras come from *trainer callbacks* that a train job
+names in ``job.callbacks`` (see :class:`inrlab.train.trainer.Callback`).
+
+Job kinds (parameters, defaults):
+
+* ``train``: trains the config, resuming from its checkpoint (``callbacks`` [] and theirs);
+* ``train_compress``: trains, then compresses the run at each bit depth into ``points``
+  (``bits`` [8], ``per_channel`` false, ``codec`` "lzma", ``callbacks``);
+* ``twolayer_ntk``: IGA Fig. 1, no training: adjusted steps of a two-layer ReLU net of
+  ``model.width`` on the 1-D ``signal`` (``train.iga.group``, ``train.iga.end``, ``train.seed``);
+* ``fresh_validate``: FreSh scores ``sweep`` on the untrained model, then every candidate (and the
+  default) is trained under ``RUN/grid/`` (``sweep`` required, ``default`` the config's value,
+  ``bins`` 64, ``inits`` 10).
+
+Callbacks:
+
+* ``subset_scores``: PSNR / SSIM / MS-SSIM of an image's training and held-out pixels;
+* ``entk_spectra``: ``spectra``, eNTK spectrum summaries at the steps ``spectra_at`` on
+  ``points`` points (``points`` 256, ``sampling`` "regular", ``spectra_at`` [0], ``no_grid``
+  false).
+
+Plugins add kinds with ``@JOBS.register("name")`` on a :class:`Job` (entry point group
+``inrlab.jobs``) and callbacks with ``@CALLBACKS.register`` (``inrlab.callbacks``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import RunConfig, get_field, set_field
+from ..errors import InrlabError
+from ..train.trainer import Callback, Trainer, run
+from ..utils import to_jsonable, write_json
+from .registry import Registry
+
+REQUIRED = object()  # a parameter without default
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job kind: ``run(config, run_dir, params) -> metrics`` (params: defaults filled in)."""
+
+    run: Callable[[RunConfig, Path, dict[str, Any]], dict[str, Any]]
+    params: dict[str, Any] = field(default_factory=dict)  # name → default (or REQUIRED)
+    callbacks: bool = False  # whether it takes ``callbacks``
+
+
+@dataclass(frozen=True)
+class CallbackKind:
+    """A trainer callback: ``build(params) -> Callback`` with the parameters it reads."""
+
+    build: Callable[[dict[str, Any]], Callback]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+JOBS: Registry[Job] = Registry("job kind", "inrlab.jobs")
+CALLBACKS: Registry[CallbackKind] = Registry("trainer callback", "inrlab.callbacks")
+
+
+def check_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Check a run's job (kind, callbacks, parameter names); return it without ``kind = train``
+    (so a plain training run's store key does not change)."""
+    spec = JOBS.get(job.get("kind", "train"))
+    names = job.get("callbacks", [])
+    if names and not spec.callbacks:
+        raise InrlabError(f"job kind {job['kind']!r} takes no callbacks: remove job.callbacks")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InrlabError("job.callbacks must be a list of callback names")
+    allowed = {"kind", *spec.params, *(["callbacks"] if spec.callbacks else [])}
+    for n in names:
+        allowed |= set(CALLBACKS.get(n).params)
+    for k in job:
+        if k not in allowed:
+            raise InrlabError(f"job parameter {k!r} is not one of {', '.join(sorted(allowed))}")
+    for k, v in spec.params.items():
+        if v is REQUIRED and k not in job:
+            raise InrlabError(f"job kind {job.get('kind')!r} needs job.{k}")
+    return {k: v for k, v in job.items() if not (k == "kind" and v == "train")}
+
+
+def execute_job(cfg: RunConfig, run_dir: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """Run ``job`` (checked by :func:`check_job`) for ``cfg`` in ``run_dir``; its metrics."""
+    spec = JOBS.get(job.get("kind", "train"))
+    params = {**spec.params, **job}
+    for n in job.get("callbacks", []):
+        params = {**CALLBACKS.get(n).params, **params}
+    return spec.run(cfg, run_dir, params)
+
+
+def build_callbacks(params: dict[str, Any]) -> list[Callback]:
+    return [CALLBACKS.get(n).build(params) for n in params.get("callbacks", [])]
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+def train_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir`` (resuming) with the named callbacks; ``metrics.json``."""
+    run(cfg, run_dir, resume=True, progress=False, callbacks=build_callbacks(params))
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def train_compress_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Train, then compress the run at every ``bits``: ``points`` [{bits, bpp, psnr, ssim, …}]."""
+    from ..compress import compress_run
+
+    metrics = train_job(cfg, run_dir, params)
+    metrics["points"] = [compress_run(run_dir, int(b), bool(params["per_channel"]),
+                                      str(params["codec"])) for b in params["bits"]]
+    return metrics
+
+
+def twolayer_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """IGA Fig. 1 for one (width, end): ‖u − u_full‖/‖u_full‖ of each adjusted step
+    (``rel_plain``, ``rel_analytic``, ``rel_iga``) and the |rfft| of every step (``spectra``)."""
+    from ..ntk.twolayer import TwoLayerReLU, adjusted_steps
+    from ..problems import load_problem
+
+    sig = load_problem(cfg.signal)
+    if sig.coords.shape[1] != 1:
+        raise InrlabError(f"job twolayer_ntk needs a 1-D signal (sines:…), not {sig.name!r}")
+    x, y = sig.coords.double(), sig.targets.double()[:, 0]
+    model = TwoLayerReLU(cfg.model.width, torch.Generator().manual_seed(cfg.train.seed))
+    with torch.no_grad():
+        r = model(x)[:, 0] - y
+    u = adjusted_steps(model, x, r, cfg.train.iga.end, cfg.train.iga.group)
+    ref = u["full"]
+    metrics: dict[str, Any] = {f"rel_{k}": float((v - ref).norm() / ref.norm())
+                               for k, v in u.items() if k != "full"}
+    metrics["spectra"] = {k: np.abs(np.fft.rfft(v.numpy())).tolist() for k, v in u.items()}
+    metrics["band_bins"] = [int(b) for b in sig.band_bins]
+    write_json(run_dir / "metrics.json", {**metrics, "status": "finished"})
+    return metrics
+
+
+def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """FreSh's pick against the real grid: score ``params["sweep"]``, train every candidate and
+    the default (resuming, under ``run_dir/grid``); rank, gap, gain, cost and Spearman's ρ."""
+    import scipy.stats
+
+    from ..fresh.select import parse_sweep, select
+    from ..problems import load_problem
+
+    signal = load_problem(cfg.signal)
+    path, values = parse_sweep(str(params["sweep"]), cfg)
+    default = params["default"] if params.get("default") is not None else get_field(cfg, path)
+    res = select(signal, cfg, path, values, inits=int(params["inits"]), bins=int(params["bins"]),
+                 device=cfg.train.device)
+    psnr: dict[Any, float] = {}
+    secs: dict[Any, float] = {}
+    for v in list(values) + ([] if default in values else [default]):
+        c = copy.deepcopy(cfg)
+        set_field(c, path, v)
+        m = run(c, run_dir / "grid" / f"{path.rsplit('.', 1)[-1]}={v}", problem=signal,
+                resume=True, progress=False).metrics
+        psnr[v], secs[v] = float(m["psnr"]), float(m["seconds"])
+    grid = np.array([psnr[v] for v in values])
+    best_v = values[int(np.argmax(grid))]
+    rho = scipy.stats.spearmanr(-res.mean, grid).statistic if len(values) > 2 else float("nan")
+    metrics = {"field": path, "default": default, "fresh_pick": res.best, "grid_best": best_v,
+               "rank": 1 + int(np.sum(grid > psnr[res.best])), "of": len(values),
+               "psnr_pick": psnr[res.best], "psnr_best": psnr[best_v],
+               "psnr_default": psnr[default], "gap_db": psnr[best_v] - psnr[res.best],
+               "gain_db": psnr[res.best] - psnr[default], "spearman": float(rho),
+               "fresh_s": res.seconds, "train_s": secs[default],
+               "cost": res.seconds / secs[default], "bins": res.bins,
+               "grid": [{"value": v, "psnr": psnr[v], "seconds": secs[v],
+                         "distance": float(res.mean[i])} for i, v in enumerate(values)]}
+    write_json(run_dir / "metrics.json", {**metrics, "status": "finished"})
+    return to_jsonable(metrics)
+
+
+JOBS["train"] = Job(train_job, callbacks=True)
+JOBS["train_compress"] = Job(train_compress_job, {"bits": [8], "per_channel": False,
+                                                  "codec": "lzma"}, callbacks=True)
+JOBS["twolayer_ntk"] = Job(twolayer_job)
+JOBS["fresh_validate"] = Job(fresh_job, {"sweep": REQUIRED, "default": None, "bins": 64,
+                                         "inits": 10})
+
+
+# ---------------------------------------------------------------------------- callbacks
+
+
+def subset_scores(sig: Any, pred: np.ndarray) -> dict[str, float | None]:
+    """PSNR, SSIM, MS-SSIM of an image's training and held-out pixels (``psnr_train`` …) for a
+    prediction (N, C). SSIM / MS-SSIM of a subset are those of the composite image taking the
+    prediction at the subset's pixels and the target elsewhere (so only that subset's errors
+    count)."""
+    from ..train.metrics import ms_ssim, psnr, ssim
+
+    p = sig.to_image(pred).reshape(sig.n, -1)
+    y = sig.to_image(sig.targets).reshape(sig.n, -1)
+    out: dict[str, float | None] = {}
+    for name, idx in (("train", sig.train_idx.numpy()), ("heldout", sig.heldout_idx.numpy())):
+        comp = y.copy()
+        comp[idx] = p[idx]
+        img, ref = comp.reshape(*sig.grid_shape, -1), y.reshape(*sig.grid_shape, -1)
+        out[f"psnr_{name}"] = psnr(p[idx], y[idx], 1.0)
+        out[f"ssim_{name}"] = ssim(img, ref)
+        out[f"ms_ssim_{name}"] = ms_ssim(img, ref)
+    return out
+
+
+class SubsetScores:
+    """``on_end``: :func:`subset_scores` of the final model (images only)."""
+
+    def on_step(self, trainer: Trainer, step: int) -> None:
+        pass
+
+    def on_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        from ..models import predict
+        from ..problems import Image
+
+        sig = trainer.problem
+        if not isinstance(sig, Image):
+            raise InrlabError(f"callback subset_scores scores images, not {sig.name!r}: remove it "
+                              f"from job.callbacks")
+        pred = predict(trainer.model, sig.coords.to(trainer.device)).float().cpu().numpy()
+        metrics.update(subset_scores(sig, pred))
+
+
+class EntkSpectra:
+    """eNTK spectrum summaries (``model_spectrum``) on ``points`` points of the problem's grid at
+    the steps ``spectra_at``, also without the grid-table term when ``no_grid``; kept in
+    ``RUN/spectra.jsonl`` (so a resumed run keeps the earlier ones) and added to the metrics as
+    ``spectra`` {"step N" | "step N no grid": summary}."""
+
+    def __init__(self, points: int, sampling: str, at: list[int], no_grid: bool):
+        self.points, self.sampling, self.at, self.no_grid = points, sampling, set(at), no_grid
+        self.spectra: dict[str, Any] = {}
+
+    def on_step(self, trainer: Trainer, step: int) -> None:
+        from ..ntk.compare import model_spectrum
+        from ..ntk.kernel import float_copy
+        from ..ntk.points import sample_points
+
+        if step not in self.at:
+            return
+        sig = trainer.problem
+        idx, shape = sample_points(sig, self.points, self.sampling, trainer.cfg.train.seed)
+        x = sig.coords[idx]
+        recs = {f"step {step}": model_spectrum(trainer.model, x, shape)}
+        if self.no_grid:
+            frozen = float_copy(trainer.model)
+            table = getattr(frozen.encoding, "table", None)
+            if table is None:
+                raise InrlabError("entk_spectra: no_grid needs a grid encoding (mpe, hash)")
+            table.requires_grad_(False)
+            recs[f"step {step} no grid"] = model_spectrum(frozen, x, shape)
+        self.spectra.update(recs)
+        if trainer.out is not None:
+            with open(trainer.out / "spectra.jsonl", "a") as f:
+                for k, v in recs.items():
+                    f.write(json.dumps(to_jsonable({"stage": k, **v})) + "\n")
+
+    def on_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        path = trainer.out / "spectra.jsonl" if trainer.out is not None else None
+        if path is not None and path.is_file():
+            for line in path.read_text().splitlines():
+                rec = json.loads(line)
+                self.spectra[rec.pop("stage")] = rec
+        metrics["spectra"] = to_jsonable(self.spectra)
+
+
+CALLBACKS["subset_scores"] = CallbackKind(lambda p: SubsetScores())
+CALLBACKS["entk_spectra"] = CallbackKind(
+    lambda p: EntkSpectra(int(p["points"]), str(p["sampling"]), [int(s) for s in p["spectra_at"]],
+                          bool(p["no_grid"])),
+    {"points": 256, "sampling": "regular", "spectra_at": [0], "no_grid": False})

@@ -1,0 +1,218 @@
+"""Each paper's table is a sweep file (configs/papers) + a registered analysis; per-run extras come
+from trainer callbacks; runs that are not trainer runs are job kinds. Every paper file plans in
+both tiers; the cheap ones run end to end at a tiny test size."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+import tomllib
+
+from inrlab import Image, preset
+from inrlab.cli import main
+from inrlab.errors import InrlabError
+from inrlab.sweep import Store, load_sweep
+
+PAPERS = Path(__file__).resolve().parents[1] / "configs" / "papers"
+FILES = sorted(PAPERS.glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_paper_files_plan_in_both_tiers(path, capsys):
+    sweep = load_sweep(path)
+    assert sweep.analysis is not None, "a paper's sweep file names its analysis"
+    for tier in ("quick", "full"):
+        runs = sweep.plan(tier)
+        assert runs and len({r.key for r in runs}) == len(runs)
+    assert main(["sweep", "run", str(path), "--tier", "full", "--dry-run"]) == 0
+    assert "runs planned, analysis" in capsys.readouterr().out
+
+
+def tiny(tmp_path: Path, name: str, fields: dict, axes: dict) -> Path:
+    """configs/papers/NAME.toml with a ``tiny`` tier (``fields``, replaced ``axes``)."""
+    data = tomllib.loads((PAPERS / f"{name}.toml").read_text())
+    data.setdefault("tiers", {})["tiny"] = {**fields, "axes": axes}
+    data["default_tier"] = "tiny"
+    path = tmp_path / f"{name}.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def run_tiny(path: Path, out: Path, capsys) -> str:
+    """Run the tiny tier, then ``sweep table`` and ``report``; the table's text."""
+    assert main(["sweep", "run", str(path), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "table", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert main(["report", str(out)]) == 0
+    assert "id=\"analysis\"" in (out / "report.html").read_text()
+    return text
+
+
+def metrics(out: Path) -> dict[str, dict]:
+    s = Store(out, readonly=True)
+    try:
+        return {r["label"]: r["metrics"] for r in s.rows()}
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------------------- callbacks
+
+
+class Recorder:
+    def __init__(self):
+        self.steps: list[int] = []
+
+    def on_step(self, trainer, step):
+        self.steps.append(step)
+
+    def on_end(self, trainer, metrics):
+        metrics["recorded"] = len(self.steps)
+
+
+def test_trainer_callbacks_see_every_step_and_add_metrics(tmp_path):
+    import json
+
+    from inrlab.train.trainer import run
+
+    cfg = preset("relu")
+    cfg.signal.name, cfg.signal.size = "camera", 16
+    cfg.model.width, cfg.train.steps, cfg.train.eval_every = 8, 3, 3
+    rec = Recorder()
+    res = run(cfg, tmp_path / "r", callbacks=[rec], progress=False)
+    assert rec.steps == [0, 1, 2, 3] and res.metrics["recorded"] == 4
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["recorded"] == 4
+
+
+def test_subset_scores_only_count_their_pixels():
+    import torch
+
+    from inrlab.sweep.jobs import subset_scores
+
+    sig = Image(np.random.default_rng(0).random((48, 48, 3)), heldout=0.2)
+    pred = sig.targets.clone()
+    pred[sig.heldout_idx] += 0.3 * torch.randn(len(sig.heldout_idx), 3)
+    s = subset_scores(sig, pred.numpy())
+    assert s["ssim_train"] == 1.0 and s["ms_ssim_train"] == 1.0
+    assert s["psnr_train"] > 100
+    assert s["ssim_heldout"] < 0.99 and s["psnr_heldout"] < 30
+
+
+def test_two_layer_entk_tends_to_analytic_ntk():
+    import torch
+
+    from inrlab.ntk import kernel
+    from inrlab.ntk.twolayer import TwoLayerReLU, analytic_ntk
+
+    x = torch.linspace(-1, 1, 12, dtype=torch.float64)[:, None]
+    errs = []
+    for width in (100, 20000):
+        model = TwoLayerReLU(width, torch.Generator().manual_seed(0))
+        k_e, k_a = kernel(model, x, "jacobian"), analytic_ntk(x)
+        errs.append(float((k_e - k_a).norm() / k_a.norm()))
+    assert errs[1] < 0.03 and errs[1] < errs[0]
+
+
+def test_bad_jobs_and_analyses_are_one_line(tmp_path):
+    base = 'name = "b"\npreset = "relu"\n[axes]\nseeds = [0]\n'
+    for extra, msg in [('analysis = "nope"\n', "unknown analysis 'nope'"),
+                       ('[job]\nkind = "nope"\n', "unknown job kind 'nope'"),
+                       ('[job]\ncallbacks = ["nope"]\n', "unknown trainer callback 'nope'"),
+                       ('[job]\npoints = 3\n', "job parameter 'points' is not one of"),
+                       ('[job]\nkind = "fresh_validate"\n', "needs job.sweep")]:
+        p = tmp_path / "b.toml"
+        p.write_text(extra + base if extra.startswith("analysis") else base + extra)
+        with pytest.raises(InrlabError, match=msg.replace("(", r"\(")) as e:
+            load_sweep(p).plan()
+        assert "\n" not in str(e.value)
+
+
+def test_plain_runs_keep_their_store_keys(tmp_path):
+    """A [job] with kind = "train" and no callbacks changes no key (old stores stay valid)."""
+    p = tmp_path / "a.toml"
+    p.write_text('name = "a"\npreset = "relu"\n[axes]\nseeds = [0, 1]\n')
+    keys = [r.key for r in load_sweep(p).plan()]
+    p.write_text('name = "a"\npreset = "relu"\n[job]\nkind = "train"\n[axes]\nseeds = [0, 1]\n')
+    assert [r.key for r in load_sweep(p).plan()] == keys
+
+
+# ---------------------------------------------------------------------------- papers, tiny
+
+
+def test_iga_twolayer_tiny(tmp_path, capsys):
+    path = tiny(tmp_path, "iga_twolayer", {"signal.name": "sines:2,4@64", "train.iga.group": 4},
+                {"model.width": [64, 512], "train.iga.end": [2, 4]})
+    text = run_tiny(path, tmp_path / "out", capsys)
+    assert "rel_iga" in text and "rel_analytic" in text
+    for m in metrics(tmp_path / "out").values():
+        assert m["rel_iga"] < m["rel_plain"]  # IGA's step is nearer the full eNTK's than no step
+    assert (tmp_path / "out" / "analysis_files" / "tiny" / "adjusted_step_spectra.png").is_file()
+
+
+def test_iga_sines_tiny(tmp_path, capsys):
+    path = tiny(tmp_path, "iga_sines", {"train.steps": 4, "train.eval_every": 2, "model.width": 8},
+                {"arch": [{"label": "relu", "preset": "relu", "signal.name": "sines:2,4@64"}],
+                 "method": [{"label": "plain", "train.technique": "mse"},
+                            {"label": "iga-p8-end2", "train.technique": "iga",
+                             "train.iga.group": 8, "train.iga.end": 2}]})
+    text = run_tiny(path, tmp_path / "out", capsys)
+    assert "relu: final Δ_k" in text and "| iga-p8-end2 |" in text and "k=4" in text
+
+
+def test_ntk_spectra_tiny(tmp_path, capsys):
+    path = tiny(tmp_path, "ntk_multigrid",
+                {"signal.size": 16, "model.width": 8, "model.depth": 1, "train.steps": 4,
+                 "train.eval_every": 4, "job.points": 16, "job.spectra_at": [0, 4]},
+                {"signals": ["camera"],
+                 "model": [{"label": "identity", "preset": "relu"},
+                           {"label": "mpe", "preset": "mpe", "job.no_grid": True,
+                            "model.encoding.levels": 2, "model.encoding.base_resolution": 2,
+                            "model.encoding.finest_resolution": 8}]})
+    text = run_tiny(path, tmp_path / "out", capsys)
+    assert "λ_min orders vs identity" in text and "| mpe |" in text and "after training" in text
+    spectra = next(m for k, m in metrics(tmp_path / "out").items() if k.endswith("mpe"))["spectra"]
+    assert set(spectra) == {"step 0", "step 0 no grid", "step 4", "step 4 no grid"}
+    for step in (0, 4):
+        full = np.array(spectra[f"step {step}"]["eigenvalues"])
+        nogrid = np.array(spectra[f"step {step} no grid"]["eigenvalues"])
+        # K = K_mlp + K_grid with K_grid PSD: λ_i(K) ≥ λ_i(K_mlp) for every i (Weyl)
+        assert np.all(full >= nogrid - 1e-9 * full[0]) and full[-1] > nogrid[-1]
+    assert (tmp_path / "out" / "analysis_files" / "tiny" / "sorted_step0.png").is_file()
+
+
+def test_fresh_validation_tiny(tmp_path, capsys):
+    path = tiny(tmp_path, "fresh_validation",
+                {"signal.size": 32, "model.width": 16, "train.steps": 2, "train.eval_every": 2,
+                 "job.bins": 8, "job.inits": 2},
+                {"signals": ["astronaut"],
+                 "experiment": [{"label": "siren", "preset": "siren",
+                                 "job.sweep": "model.activation.omega0_first=20,40",
+                                 "job.default": 30.0}]})
+    text = run_tiny(path, tmp_path / "out", capsys)
+    assert "FreSh's pick vs the grid" in text and "0.05–0.10" in text
+    (r,) = metrics(tmp_path / "out").values()
+    assert r["of"] == 2 and len(r["grid"]) == 2 and 1 <= r["rank"] <= 2
+    assert r["gap_db"] == max(g["psnr"] for g in r["grid"]) - r["psnr_pick"] >= 0
+    assert r["gain_db"] == r["psnr_pick"] - r["psnr_default"]  # default 30 trained on top
+    assert len(list((tmp_path / "out" / "runs").glob("*/grid/*/metrics.json"))) == 3
+
+
+@pytest.mark.slow  # ~50 s on 2 cores: Kodak loads, subset MS-SSIM, compression, Pillow baselines
+def test_kodak_papers_tiny(tmp_path, capsys, kodak):
+    path = tiny(tmp_path, "iga_kodak", {"signal.size": 48, "train.steps": 2, "train.eval_every": 2,
+                                        "train.iga.group": 4},
+                {"signals": ["kodak:kodim01"],
+                 "method": [{"label": "relu+plain", "preset": "relu"},
+                            {"label": "relu+iga", "preset": "relu", "train.technique": "iga"}]})
+    text = run_tiny(path, tmp_path / "a", capsys)
+    assert "| arch | plain | plain (paper) | iga | iga (paper) |" in text and "21.78" in text
+    assert all("ssim_heldout" in m for m in metrics(tmp_path / "a").values())
+    path = tiny(tmp_path, "compression_rd", {"signal.size": 32, "train.steps": 3,
+                                             "train.eval_every": 3, "job.bits": [4, 8]},
+                {"signals": ["kodak:kodim01"], "model.width": [8],
+                 "norm": [{"label": "none", "model.norm": "none"},
+                          {"label": "batch", "model.norm": "batch"}]})
+    text = run_tiny(path, tmp_path / "c", capsys)
+    assert "| bpp ≤ | none | batch | JPEG | WEBP | best INR |" in text
