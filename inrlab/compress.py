@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ModelConfig, flatten, set_field
+from .config import ModelConfig, flatten, set_fields
 from .errors import InrlabError
 from .models import build_model
 from .models.norms import set_norm_stats
@@ -90,10 +90,21 @@ def plain_copy(model: nn.Module) -> nn.Module:
     return m
 
 
+def model_diff(model_cfg: ModelConfig) -> dict[str, Any]:
+    """The dotted settings of ``model_cfg`` that differ from the defaults (kinds that differ from
+    the default kinds, then each section's fields that differ from its kind's defaults)."""
+    plain = flatten(asdict(ModelConfig()))
+    kinds = {k: v for k, v in flatten(asdict(model_cfg)).items() if k.endswith(".kind")}
+    base = ModelConfig()
+    set_fields(base, kinds.items())
+    default = flatten(asdict(base))
+    return {k: v for k, v in flatten(asdict(model_cfg)).items()
+            if default.get(k) != v or (k in kinds and plain.get(k) != v)}
+
+
 def _fresh(model_cfg: dict[str, Any], seed: int, in_dim: int, out_dim: int) -> nn.Module:
     cfg = ModelConfig()
-    for path, value in model_cfg.items():
-        set_field(cfg, path, value)
+    set_fields(cfg, model_cfg.items())
     seed_everything(seed)
     return build_model(cfg, in_dim, out_dim)
 
@@ -106,8 +117,7 @@ def encode(model: nn.Module, model_cfg: ModelConfig, seed: int, bits: int = 8,
     if codec not in CODECS:
         raise InrlabError(f"unknown codec {codec!r}: choose one of {', '.join(CODECS)}")
     m = plain_copy(model)
-    default = flatten(asdict(ModelConfig()))
-    diff = {k: v for k, v in flatten(asdict(model_cfg)).items() if default.get(k) != v}
+    diff = model_diff(model_cfg)
     in_dim, out_dim = m.in_dim, m.out_dim
     rebuilt = _fresh(diff, seed, in_dim, out_dim).state_dict()
     keys = list(rebuilt)

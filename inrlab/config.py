@@ -6,84 +6,120 @@ Every field is reachable by a dotted path (``model.encoding.sigma``), which is w
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import numbers
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import tomllib
 
 from .errors import InrlabError
+from .registry import ACTIVATIONS, ENCODINGS, NORMS, TECHNIQUES, Registry
 
-ENCODINGS = ("identity", "positional", "fourier", "multigrid", "hash")
-ACTIVATIONS = ("relu", "sine", "finer", "gauss", "wire")
-NORMS = ("none", "batch", "layer", "global", "cross")
+if TYPE_CHECKING:
+    from torch import nn
+
 SCHEDULES = ("constant", "step", "exponential", "cosine")
 
 
+# --------------------------------------------------------------------------- components
+
+
 @dataclass
-class EncodingConfig:
-    """Coordinate encoding. Fields apply to the kinds named in their comment."""
+class Component:
+    """The config of one kind of a component family; ``kind`` names it (its dotted path is
+    ``<path>.kind``), the other fields are that kind's settings.
+
+    Each family (encodings, activations, norms) subclasses this once with its ``registry`` and
+    ``path``; each kind subclasses the family and registers itself. Calling the family class
+    builds the registered kind: ``EncodingConfig(kind="fourier", sigma=5)`` is a
+    ``FourierEncoding``. ``positive`` names the fields that must be finite numbers > 0."""
+
+    kind: str = ""
+    registry: ClassVar[Registry[Any]]
+    path: ClassVar[str]
+    positive: ClassVar[tuple[str, ...]] = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if "registry" in cls.__dict__:  # a family: build its registered kind
+            if args:
+                raise InrlabError(f"{cls.__name__}(…) takes keyword arguments only")
+            cls = cls.registry[kwargs.get("kind", _default(cls, "kind"))]
+            check_fields(cls, kwargs, cls.path + ".")
+        return object.__new__(cls)
+
+    @classmethod
+    def _concrete(cls, data: dict[str, Any]) -> type:
+        """The registered class of ``data["kind"]`` (the family's default kind when absent)."""
+        if "registry" not in cls.__dict__:
+            return cls
+        return cls.registry[data.get("kind", _default(cls, "kind"))]
+
+    def validate(self) -> None:
+        if self.kind != _default(type(self), "kind"):
+            raise InrlabError(f"{self.path}.kind was assigned directly ({self.kind!r} on a "
+                              f"{type(self).__name__}): use config.set_field(cfg, "
+                              f"'{self.path}.kind', {self.kind!r}), which switches the section")
+        for name in self.positive:
+            check_positive(f"{self.path}.{name}", getattr(self, name))
+
+
+@dataclass
+class EncodingConfig(Component):
+    """Coordinate encoding (``model.encoding``); kinds in ``inrlab/models/encodings.py``."""
 
     kind: str = "identity"
-    include_input: bool = True  # positional, multigrid, hash: concatenate raw coordinates
-    n_frequencies: int = 6  # positional: frequencies 2^i·π, i < n_frequencies
-    sigma: float = 10.0  # fourier: std of the Gaussian frequency matrix B
-    n_features: int = 128  # fourier: rows of B (output has 2·n_features dims)
-    levels: int = 16  # multigrid, hash
-    base_resolution: int = 16  # multigrid, hash: coarsest grid cells per axis
-    finest_resolution: int = 512  # multigrid, hash: finest grid cells per axis
-    features_per_level: int = 2  # multigrid, hash: k learnable scalars per vertex
-    log2_table_size: int = 19  # hash: entries per level = 2^log2_table_size
-    init_scale: float = 1e-4  # multigrid, hash: table values ~ U(-init_scale, init_scale)
+    registry: ClassVar[Registry[Any]] = ENCODINGS
+    path: ClassVar[str] = "model.encoding"
 
-    def validate(self) -> None:
-        _choice("model.encoding.kind", self.kind, ENCODINGS)
-        if self.kind == "positional":
-            _positive("model.encoding.n_frequencies", self.n_frequencies)
-        if self.kind == "fourier":
-            _positive("model.encoding.sigma", self.sigma)
-            _positive("model.encoding.n_features", self.n_features)
-        if self.kind in ("multigrid", "hash"):
-            for name in ("levels", "base_resolution", "finest_resolution", "features_per_level"):
-                _positive(f"model.encoding.{name}", getattr(self, name))
-            if self.finest_resolution < self.base_resolution:
-                raise InrlabError(
-                    f"model.encoding.finest_resolution={self.finest_resolution} is below "
-                    f"base_resolution={self.base_resolution}: make finest ≥ base"
-                )
-            if not math.isfinite(self.init_scale) or self.init_scale < 0:
-                raise InrlabError(f"model.encoding.init_scale={self.init_scale} must be a finite "
-                                  f"number ≥ 0")
-        if self.kind == "hash" and not 4 <= self.log2_table_size <= 26:
-            raise InrlabError("model.encoding.log2_table_size must lie in 4..26")
+    def setup(self, in_dim: int) -> nn.Module:
+        """The encoding module for ``in_dim``-D coordinates: (N, in_dim) → (N, module.out_dim)."""
+        raise NotImplementedError
 
 
 @dataclass
-class ActivationConfig:
-    """Hidden-layer nonlinearity. ω₀ fields apply to sine/finer/wire, ``scale`` to gauss/wire."""
+class ActivationConfig(Component):
+    """Hidden-layer nonlinearity (``model.activation``); kinds in ``inrlab/models/activations.py``."""
 
     kind: str = "relu"
-    omega0_first: float = 30.0  # sine, finer, wire: frequency of the first layer
-    omega0_hidden: float = 30.0  # sine, finer, wire: frequency of the other hidden layers
-    first_bias_scale: float | None = None  # sine, finer: first-layer bias ~ U(-k, k) (None: torch)
-    scale: float = 10.0  # gauss, wire: width s in exp(-(s·z)²)
+    registry: ClassVar[Registry[Any]] = ACTIVATIONS
+    path: ClassVar[str] = "model.activation"
+
+    def setup(self, first: bool) -> nn.Module:
+        """The elementwise activation after the first (``first``) or a later hidden layer."""
+        raise NotImplementedError
+
+    def init_linear(self, layer: nn.Linear, first: bool) -> None:
+        """Initialise the linear layer feeding this activation (``first``: the input layer; the
+        head counts as a later layer). Default: PyTorch's own initialisation."""
+
+
+@dataclass
+class NormConfig(Component):
+    """Normalization of the hidden layers, chosen by ``model.norm`` (a kind name); kinds in
+    ``inrlab/models/norms.py``."""
+
+    kind: str = "none"
+    registry: ClassVar[Registry[Any]] = NORMS
+    path: ClassVar[str] = "model.norm"
+
+    def setup(self, channels: int, momentum: float) -> nn.Module:
+        """The norm layer for (N, channels) activations; ``momentum`` of running statistics."""
+        raise NotImplementedError
+
+
+@dataclass
+class TechniqueConfig:
+    """Base of a technique's config section ``train.<name>`` (``IGA.config`` → ``train.iga``)."""
 
     def validate(self) -> None:
-        _choice("model.activation.kind", self.kind, ACTIVATIONS)
-        if self.kind in ("sine", "finer", "wire"):
-            _positive("model.activation.omega0_first", self.omega0_first)
-            _positive("model.activation.omega0_hidden", self.omega0_hidden)
-        if self.kind in ("gauss", "wire"):
-            _positive("model.activation.scale", self.scale)
-        if self.first_bias_scale is not None and not (math.isfinite(self.first_bias_scale)
-                                                       and self.first_bias_scale >= 0):
-            raise InrlabError(f"model.activation.first_bias_scale={self.first_bias_scale} must be "
-                              f"a finite number ≥ 0 (or unset)")
+        """Raise :class:`InrlabError` for impossible settings."""
 
 
 VIEW_ENCODINGS = ("sh", "positional")
@@ -106,12 +142,12 @@ class ViewConfig:
     colour_depth: int = 1
 
     def validate(self) -> None:
-        _choice("model.view.dir_encoding", self.dir_encoding, VIEW_ENCODINGS)
+        check_choice("model.view.dir_encoding", self.dir_encoding, VIEW_ENCODINGS)
         if not 1 <= self.sh_degree <= 5:
             raise InrlabError(f"model.view.sh_degree={self.sh_degree} must lie in 1 … 5")
-        _positive("model.view.dir_frequencies", self.dir_frequencies)
-        _positive("model.view.geo_features", self.geo_features)
-        _positive("model.view.colour_width", self.colour_width)
+        check_positive("model.view.dir_frequencies", self.dir_frequencies)
+        check_positive("model.view.geo_features", self.geo_features)
+        check_positive("model.view.colour_width", self.colour_width)
         if self.colour_depth < 0:
             raise InrlabError("model.view.colour_depth must be ≥ 0")
 
@@ -122,7 +158,7 @@ class ModelConfig:
 
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     activation: ActivationConfig = field(default_factory=ActivationConfig)
-    norm: str = "none"
+    norm: str = "none"  # hidden-layer normalization: none, batch, layer, global, cross (+ plugins)
     width: int = 256
     depth: int = 3
     norm_momentum: float = 0.1  # running statistics of batch/global/cross norms
@@ -132,116 +168,96 @@ class ModelConfig:
         self.encoding.validate()
         self.activation.validate()
         self.view.validate()
-        _choice("model.norm", self.norm, NORMS)
-        _positive("model.width", self.width)
-        _positive("model.depth", self.depth)
+        check_choice("model.norm", self.norm, tuple(NORMS))
+        check_positive("model.width", self.width)
+        check_positive("model.depth", self.depth)
         if not 0 < self.norm_momentum <= 1:
             raise InrlabError("model.norm_momentum must lie in (0, 1]")
 
-
-IGA_VARIANTS = ("adam", "sgd")
-IGA_LAYOUTS = ("auto", "run", "slices")
-IGA_KERNELS = ("representative", "patch_sum", "patch_mean", "reference")
-NTK_METHODS = ("auto", "structured", "jacobian")
-
-
-@dataclass
-class IGAConfig:
-    """Inductive gradient adjustment (spec/iga.md); used when ``train.technique = "iga"``."""
-
-    group: int = 32  # 1-D and run layout: p samples per group; 2-D: patch side P; 3-D: block side
-    layout: str = "auto"  # auto: 1-D runs, 2-D patches, 3-D blocks (or the problem's choice); run:
-    # p consecutive flat indices; slices: P×P patches of the last two axes in every leading index
-    start: int = 0  # first balanced eigenvalue (index into the descending spectrum)
-    end: int = 25  # balance eigenvalues start … end-1 (exclusive)
-    variant: str = "adam"  # adam: clip the top ones down to λ_end; sgd: raise 1 … end-1 up to λ₀
-    representative: str = "residual"  # residual (largest |r| summed over channels), centre, or a slot
-    # eNTK row of a group: representative (the gradient at its representative point), patch_sum /
-    # patch_mean (of the output summed / averaged over its training points), reference (the
-    # official code's indexing: summed over the slots of every group's residual representative)
-    kernel: str = "representative"
-    every: int = 1  # recompute the eNTK and S every k steps (full batch only)
-    ntk_method: str = "auto"  # inrlab.ntk.kernel route: auto, structured, jacobian
-
-    def validate(self) -> None:
-        _positive("train.iga.group", self.group)
-        _choice("train.iga.layout", self.layout, IGA_LAYOUTS)
-        _choice("train.iga.variant", self.variant, IGA_VARIANTS)
-        _choice("train.iga.kernel", self.kernel, IGA_KERNELS)
-        _choice("train.iga.ntk_method", self.ntk_method, NTK_METHODS)
-        _positive("train.iga.every", self.every)
-        if self.start < 0 or self.end <= self.start:
-            raise InrlabError(f"train.iga.start={self.start}, end={self.end}: need 0 ≤ start < end")
-        if self.representative not in ("residual", "centre") and not self.representative.isdigit():
-            raise InrlabError(f"unknown train.iga.representative {self.representative!r}: choose "
-                              f"residual, centre or a slot number (0 … p-1)")
-
-
-@dataclass
-class FRConfig:
-    """Fourier reparameterized training (spec/iga.md, FR); ``train.technique = "fr"``."""
-
-    low: int = 128  # L low frequencies (i+1)/L
-    high: int = 128  # H high frequencies 1 … H
-    phases: int = 32  # Φ phases 2πj/Φ
-    alpha: float | None = None  # basis amplitude (None: ReLU 0.001, PE 0.05, sine/FINER 0.004)
-    bias: str = "keep"  # keep: the replaced layer's initial bias; zero: zeros (the official code)
-
-    def validate(self) -> None:
-        for name in ("low", "high", "phases"):
-            if getattr(self, name) < 0:
-                raise InrlabError(f"train.fr.{name} must be ≥ 0")
-        _positive("train.fr.low + high", self.low + self.high)
-        _positive("train.fr.phases", self.phases)
-        if self.alpha is not None:
-            _positive("train.fr.alpha", self.alpha)
-        _choice("train.fr.bias", self.bias, ("keep", "zero"))
+    def setup_norm(self) -> nn.Module:
+        """One hidden layer's normalization, (N, width) → (N, width)."""
+        return NORMS[self.norm](kind=self.norm).setup(self.width, self.norm_momentum)
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation: Adam, a learning-rate schedule, batching, logging and checkpoints."""
+    """Optimisation: Adam, a learning-rate schedule, batching, logging and checkpoints.
+
+    Every registered technique with a ``config`` class adds its section (``train.iga``,
+    ``train.fr``): ``TrainConfig()`` builds the class that has them (:func:`train_config_class`)."""
 
     steps: int = 2000
     lr: float = 1e-3
-    schedule: str = "constant"
+    schedule: str = "constant"  # constant, step, exponential, cosine
     lr_final: float = 0.1  # exponential / cosine: final lr as a fraction of lr
     milestones: list[int] = field(default_factory=list)  # step schedule: multiply by gamma at each
-    gamma: float = 0.1
+    gamma: float = 0.1  # step schedule: lr factor at each milestone
     batch_size: int | None = None  # None: full batch of the training points
-    eval_every: int = 100
-    checkpoint_every: int = 500
-    seed: int = 0
-    device: str = "auto"
-    technique: str = "mse"
-    adam_eps: float = 1e-8
+    eval_every: int = 100  # steps between evaluations (metrics over time)
+    checkpoint_every: int = 500  # steps between checkpoints (resume continues from the last)
+    seed: int = 0  # seeds initialisation and batches: a run is reproduced exactly on one device
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:1, …
+    technique: str = "mse"  # how gradients are formed: mse (plain), iga, fr (+ plugins)
+    adam_eps: float = 1e-8  # Adam's ε
     compile: bool = False  # torch.compile the training forward/backward (see train/compile.py)
     diagnostics_every: int = 0  # record band errors Δ_k every k steps into RUN/diagnostics (0: off)
     ntk_steps: list[int] = field(default_factory=list)  # steps (0: init) to record eNTK spectra at
     ntk_points: int = 256  # random training points the diagnostic eNTK is computed on
-    iga: IGAConfig = field(default_factory=IGAConfig)
-    fr: FRConfig = field(default_factory=FRConfig)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is TrainConfig:
+            cls = train_config_class()
+            check_fields(cls, kwargs, "train.")
+        return object.__new__(cls)
+
+    @classmethod
+    def _concrete(cls, data: dict[str, Any]) -> type:
+        return train_config_class()
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # the class is built at run time
+        return from_dict, (TrainConfig, asdict(self))
 
     def validate(self) -> None:
-        _positive("train.steps", self.steps)
-        _positive("train.lr", self.lr)
-        _choice("train.schedule", self.schedule, SCHEDULES)
-        _positive("train.lr_final", self.lr_final)
-        _positive("train.gamma", self.gamma)
-        _positive("train.eval_every", self.eval_every)
-        _positive("train.checkpoint_every", self.checkpoint_every)
-        _positive("train.adam_eps", self.adam_eps)
+        check_positive("train.steps", self.steps)
+        check_positive("train.lr", self.lr)
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_positive("train.lr_final", self.lr_final)
+        check_positive("train.gamma", self.gamma)
+        check_positive("train.eval_every", self.eval_every)
+        check_positive("train.checkpoint_every", self.checkpoint_every)
+        check_positive("train.adam_eps", self.adam_eps)
         if self.batch_size is not None:
-            _positive("train.batch_size", self.batch_size)
+            check_positive("train.batch_size", self.batch_size)
         if self.diagnostics_every < 0:
             raise InrlabError("train.diagnostics_every must be ≥ 0 (0 turns band errors off)")
         if any(s < 0 for s in self.ntk_steps):
             raise InrlabError("train.ntk_steps must be step numbers ≥ 0 (0: initialization)")
-        _positive("train.ntk_points", self.ntk_points)
+        check_positive("train.ntk_points", self.ntk_points)
         if any(m <= 0 for m in self.milestones):
             raise InrlabError("train.milestones must be positive step numbers")
-        self.iga.validate()
-        self.fr.validate()
+        for name in technique_sections():
+            getattr(self, name).validate()
+
+
+def technique_sections() -> dict[str, type]:
+    """Section name → config class of every registered technique that has one."""
+    return {name: t.config for name, t in TECHNIQUES.items() if getattr(t, "config", None)}
+
+
+_TRAIN_CLASSES: dict[tuple[tuple[str, type], ...], type] = {}
+
+
+def train_config_class() -> type:
+    """:class:`TrainConfig` with one field per technique section (built once per set of
+    registered techniques, so a plugin technique's section is a field like ``train.iga``)."""
+    sections = technique_sections()
+    key = tuple(sections.items())
+    if key not in _TRAIN_CLASSES:
+        _TRAIN_CLASSES[key] = dataclasses.make_dataclass(
+            "TrainConfig", [(n, c, field(default_factory=c)) for n, c in sections.items()],
+            bases=(TrainConfig,), namespace={"__doc__": TrainConfig.__doc__})
+        _TRAIN_CLASSES[key].__module__ = __name__
+    return _TRAIN_CLASSES[key]
 
 
 SDF_LOSSES = ("l1", "mse")
@@ -269,10 +285,10 @@ class VolumeConfig:
     def validate(self) -> None:
         if self.size is not None and self.size < 2:
             raise InrlabError(f"signal.volume.size={self.size} is impossible: it must be ≥ 2")
-        _choice("signal.volume.inside", self.inside, INSIDE_METHODS)
-        _choice("signal.volume.loss", self.loss, SDF_LOSSES)
+        check_choice("signal.volume.inside", self.inside, INSIDE_METHODS)
+        check_choice("signal.volume.loss", self.loss, SDF_LOSSES)
         for name in ("chunk", "eval_voxels", "points", "near_sigma", "reference_size"):
-            _positive(f"signal.volume.{name}", getattr(self, name))
+            check_positive(f"signal.volume.{name}", getattr(self, name))
         if self.mesh_size < 0 or self.mesh_size == 1:
             raise InrlabError(f"signal.volume.mesh_size={self.mesh_size}: use 0 (off) or ≥ 2")
         if self.surface < 0 or self.near_fraction < 0 or self.surface + self.near_fraction > 1:
@@ -295,7 +311,7 @@ class VideoConfig:
             raise InrlabError(f"signal.video.frames={self.frames}: a video needs at least 2 frames")
         if self.start < 0:
             raise InrlabError(f"signal.video.start={self.start} must be ≥ 0")
-        _positive("signal.video.stride", self.stride)
+        check_positive("signal.video.stride", self.stride)
         if self.size is not None and self.size < 2:
             raise InrlabError(f"signal.video.size={self.size} is impossible: it must be ≥ 2")
 
@@ -321,13 +337,13 @@ class CTConfig:
             if self.angles <= 0:
                 raise InrlabError(f"signal.ct.angles={self.angles} is impossible: CT needs ≥ 1 "
                                   f"projection angle")
-            _positive("signal.ct.angle_range", self.angle_range)
+            check_positive("signal.ct.angle_range", self.angle_range)
         if self.detectors is not None and self.detectors < 2:
             raise InrlabError(f"signal.ct.detectors={self.detectors} is impossible: give ≥ 2 "
                               f"detector bins (or unset it for ceil(√2·N))")
         if self.noise < 0:
             raise InrlabError(f"signal.ct.noise={self.noise} is impossible: the noise level must be ≥ 0")
-        _positive("signal.ct.sart_iterations", self.sart_iterations)
+        check_positive("signal.ct.sart_iterations", self.sart_iterations)
 
 
 @dataclass
@@ -355,7 +371,7 @@ class MRIConfig:
                               f"≥ 0")
         if self.tv_weight < 0:
             raise InrlabError(f"signal.mri.tv_weight={self.tv_weight} must be ≥ 0")
-        _positive("signal.mri.tv_iterations", self.tv_iterations)
+        check_positive("signal.mri.tv_iterations", self.tv_iterations)
 DENSITY_ACTIVATIONS = ("softplus", "relu", "exp")
 
 
@@ -388,8 +404,8 @@ class NeRFConfig:
             raise InrlabError(f"signal.nerf.near={self.near}, far={self.far}: need 0 ≤ near < far")
         for name in ("bound", "ray_samples", "downscale", "grid_every", "grid_threshold",
                      "quick_views", "fresh_views", "mesh_resolution"):
-            _positive(f"signal.nerf.{name}", getattr(self, name))
-        _choice("signal.nerf.density_activation", self.density_activation, DENSITY_ACTIVATIONS)
+            check_positive(f"signal.nerf.{name}", getattr(self, name))
+        check_choice("signal.nerf.density_activation", self.density_activation, DENSITY_ACTIVATIONS)
         if self.eikonal_weight < 0:
             raise InrlabError("signal.nerf.eikonal_weight must be ≥ 0")
         if self.fine_samples < 0:
@@ -401,7 +417,7 @@ class NeRFConfig:
             raise InrlabError("signal.nerf.grid_decay must lie in (0, 1]")
         for name in ("train_views", "test_views"):
             if getattr(self, name) is not None:
-                _positive(f"signal.nerf.{name}", getattr(self, name))
+                check_positive(f"signal.nerf.{name}", getattr(self, name))
 
 
 @dataclass
@@ -424,10 +440,10 @@ class SignalConfig:
     def validate(self) -> None:
         self.nerf.validate()
         if self.size is not None:
-            _positive("signal.size", self.size)
+            check_positive("signal.size", self.size)
         if self.heldout is not None and not 0 <= self.heldout < 1:
             raise InrlabError(f"signal.heldout={self.heldout} must lie in [0, 1)")
-        _positive("signal.samples", self.samples)
+        check_positive("signal.samples", self.samples)
         self.ct.validate()
         self.mri.validate()
         self.volume.validate()
@@ -453,14 +469,14 @@ class RunConfig:
         return asdict(self)
 
 
-def _positive(name: str, value: float) -> None:
+def check_positive(name: str, value: float) -> None:
     """Raise unless ``value`` is a finite number > 0 (NaN, ±inf and booleans are refused)."""
     if (value is None or isinstance(value, bool) or not isinstance(value, numbers.Real)
             or not math.isfinite(value) or value <= 0):
         raise InrlabError(f"{name}={value} is impossible: it must be a finite number > 0")
 
 
-def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
         raise InrlabError(f"unknown {name} {value!r}: choose one of {', '.join(options)}")
 
@@ -510,18 +526,30 @@ def preset(name: str) -> RunConfig:
 
 
 # --------------------------------------------------------------------------- (de)serialization
+#
+# A config is a tree of dataclasses; every field has a dotted path. Component sections
+# (model.encoding, model.activation) hold the class of their kind: setting ``….kind`` switches the
+# class (fields both kinds have carry over), and a field only another kind has is an error that
+# says so. Batches of settings (merge, set_fields) apply the ``kind`` paths first.
 
 
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys with their dotted path."""
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys with their dotted path.
+
+    Component sections pick their class from ``kind``. Saved configs from before per-kind sections
+    carried every kind's fields: those of other kinds load when they hold their default (they had
+    no effect), otherwise the error says to delete them."""
+    if hasattr(cls, "_concrete"):
+        cls = cls._concrete(data)
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _class_fields(cls)
     kwargs = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in names:
-            raise InrlabError(f"unknown config field {path!r}: valid fields are "
-                              f"{', '.join(prefix + n for n in sorted(names))}")
+            if _inactive_default(cls, key, value, path):
+                continue
+            raise InrlabError(unknown_field(cls, path, prefix))
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
@@ -534,7 +562,18 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 def merge(cfg: Any, data: dict[str, Any]) -> None:
     """Overwrite the fields of dataclass ``cfg`` named in nested dict ``data`` (in place)."""
-    for path, value in flatten(data).items():
+    set_fields(cfg, flatten(data).items())
+
+
+def set_fields(cfg: Any, items: Iterable[tuple[str, Any]], optional: Iterable[str] = ()) -> None:
+    """``set_field`` for each (path, value), the ``….kind`` paths first (so ``{sigma: 5, kind:
+    fourier}`` works in any order). Paths in ``optional`` that the chosen kind lacks are skipped
+    (a sweep's shared ``[model.encoding] n_frequencies`` applies to the runs whose encoding has it)."""
+    items = list(items)
+    skip = set(optional)
+    for path, value in sorted(items, key=lambda kv: not kv[0].endswith(".kind")):
+        if path in skip and not has_field(cfg, path):
+            continue
         set_field(cfg, path, value)
 
 
@@ -550,32 +589,50 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def set_field(cfg: Any, path: str, value: Any) -> None:
-    """Set the field at dotted ``path`` of dataclass ``cfg``; strings are parsed to its type."""
-    obj = cfg
-    parts = path.split(".")
-    for i, part in enumerate(parts[:-1]):
-        child = getattr(obj, part) if part in _field_names(obj) else None
-        if not dataclasses.is_dataclass(child):
-            raise InrlabError(f"unknown config field {'.'.join(parts[:i + 1])!r}")
-        obj = child
-    name = parts[-1]
+    """Set the field at dotted ``path`` of dataclass ``cfg``; strings are parsed to its type.
+    ``<section>.kind`` of a component section replaces the section by the new kind's class."""
+    *head, name = path.split(".")
+    obj = _section(cfg, head)
     if name not in _field_names(obj):
-        raise InrlabError(f"unknown config field {path!r}: valid fields here are "
-                          f"{', '.join(sorted(_field_names(obj)))}")
+        raise InrlabError(unknown_field(type(obj), path, ".".join(head) + "." if head else ""))
     tp = typing.get_type_hints(type(obj))[name]
     if dataclasses.is_dataclass(tp):
         raise InrlabError(f"config field {path!r} is a section: set one of its fields instead")
-    setattr(obj, name, coerce(tp, value, path))
+    value = coerce(tp, value, path)
+    if name == "kind" and isinstance(obj, Component) and head:
+        setattr(_section(cfg, head[:-1]), head[-1], switch_kind(obj, value))
+    else:
+        setattr(obj, name, value)
+
+
+def switch_kind(section: Component, kind: str) -> Component:
+    """A section of kind ``kind`` with the fields both kinds have copied from ``section``."""
+    cls = section.registry[kind]
+    if cls is type(section):
+        return section
+    shared = _field_names(section) & _class_fields(cls) - {"kind"}
+    return cls(**{n: copy.deepcopy(getattr(section, n)) for n in shared})
 
 
 def get_field(cfg: Any, path: str) -> Any:
     """Read the field at dotted ``path``."""
     obj = cfg
     for part in path.split("."):
+        if isinstance(obj, Component) and part not in _field_names(obj):
+            raise InrlabError(unknown_field(type(obj), path, path[:-len(part)]))
         if not dataclasses.is_dataclass(obj) or part not in _field_names(obj):
             raise InrlabError(f"unknown config field {path!r}")
         obj = getattr(obj, part)
     return obj
+
+
+def has_field(cfg: Any, path: str) -> bool:
+    """Whether ``cfg`` (as its sections' kinds now are) has the field at ``path``."""
+    try:
+        get_field(cfg, path)
+    except InrlabError:
+        return False
+    return True
 
 
 def field_type(cfg: Any, path: str) -> Any:
@@ -586,8 +643,85 @@ def field_type(cfg: Any, path: str) -> Any:
     return typing.get_type_hints(type(obj))[name]
 
 
+def field_paths(cls: type = RunConfig, prefix: str = "") -> list[str]:
+    """Every leaf field of the config tree as a dotted path, over all kinds of each component
+    section (``model.encoding.sigma`` and ``model.encoding.levels``) and every technique section."""
+    out: list[str] = []
+    for c in section_classes(cls):
+        hints = typing.get_type_hints(c)
+        for f in dataclasses.fields(c):
+            tp = hints[f.name]
+            paths = field_paths(tp, f"{prefix}{f.name}.") if dataclasses.is_dataclass(tp) \
+                else [prefix + f.name]
+            out += [p for p in paths if p not in out]
+    return out
+
+
+def section_classes(cls: type) -> list[type]:
+    """The concrete classes a section of declared type ``cls`` can hold: every registered kind of
+    a component family, the technique-extended class of :class:`TrainConfig`, else ``cls``."""
+    if issubclass(cls, Component) and "registry" in cls.__dict__:
+        return list(cls.registry.values())
+    return [cls._concrete({})] if hasattr(cls, "_concrete") else [cls]
+
+
+def check_fields(cls: type, kwargs: dict[str, Any], prefix: str) -> None:
+    """Raise the one-line :func:`unknown_field` error for a keyword ``cls`` has no field for."""
+    for key in kwargs:
+        if key not in _class_fields(cls):
+            raise InrlabError(unknown_field(cls, prefix + key, prefix))
+
+
+def unknown_field(cls: type, path: str, prefix: str) -> str:
+    """The message for ``path``, unknown in section class ``cls`` (whose fields start ``prefix``);
+    for a component section it names the kinds that have the field."""
+    fields = ", ".join(prefix + n for n in sorted(_class_fields(cls)))
+    name = path.rsplit(".", 1)[-1]
+    if issubclass(cls, Component):
+        owners = [k for k, c in cls.registry.items() if name in _class_fields(c)]
+        if owners:
+            return (f"config field {path!r} belongs to the {', '.join(owners)} {cls.path} kind(s), "
+                    f"not {_default(cls, 'kind')!r}: set {cls.path}.kind first (its fields are "
+                    f"{fields})")
+    return f"unknown config field {path!r}: valid fields here are {fields}"
+
+
+def _inactive_default(cls: type, key: str, value: Any, path: str) -> bool:
+    """Whether ``key`` is a field of another kind of component ``cls`` holding its default
+    (how configs saved before per-kind sections list the kinds they did not use)."""
+    if not issubclass(cls, Component):
+        return False
+    defaults = [_default(c, key) for c in cls.registry.values() if key in _class_fields(c)]
+    if not defaults:
+        return False
+    if value in defaults:
+        return True
+    raise InrlabError(f"config field {path}={value!r} belongs to another {cls.path} kind than "
+                      f"{_default(cls, 'kind')!r} (a config saved by an older inrlab): delete the "
+                      f"line from the file, it had no effect")
+
+
+def _section(cfg: Any, parts: list[str]) -> Any:
+    obj = cfg
+    for i, part in enumerate(parts):
+        child = getattr(obj, part) if part in _field_names(obj) else None
+        if not dataclasses.is_dataclass(child):
+            raise InrlabError(f"unknown config field {'.'.join(parts[:i + 1])!r}")
+        obj = child
+    return obj
+
+
 def _field_names(obj: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(obj)}
+
+
+def _class_fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _default(cls: type, name: str) -> Any:
+    f = cls.__dataclass_fields__[name]  # type: ignore[attr-defined]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def coerce(tp: Any, value: Any, path: str) -> Any:

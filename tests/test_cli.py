@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -66,3 +67,15 @@ def test_malformed_toml(tmp_path, capsys):
     (tmp_path / "c.toml").write_text("[model\nwidth = 3")
     assert main(["fit", "--config", str(tmp_path / "c.toml")]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_fit_help_lists_every_config_field_with_its_comment(capsys):
+    from inrlab.config import field_paths
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = capsys.readouterr().out
+    for path in field_paths():
+        assert re.search(rf"--{re.escape(path)}(?![\w.-])", out), path
+    assert "[fourier] std of the Gaussian frequency matrix B" in out
+    assert "--lr FLOAT" in out and "--steps" in out

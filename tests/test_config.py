@@ -12,12 +12,14 @@ def test_every_preset_validates():
 
 def test_set_field_parses_strings_to_field_types():
     cfg = RunConfig()
+    set_field(cfg, "model.encoding.kind", "fourier")
     set_field(cfg, "model.encoding.sigma", "2.5")
     set_field(cfg, "model.width", "64")
     set_field(cfg, "train.batch_size", "none")
     set_field(cfg, "train.milestones", "100,200")
-    set_field(cfg, "model.encoding.include_input", "false")
     assert get_field(cfg, "model.encoding.sigma") == 2.5
+    set_field(cfg, "model.encoding.kind", "positional")
+    set_field(cfg, "model.encoding.include_input", "false")
     assert cfg.model.width == 64 and cfg.train.batch_size is None
     assert cfg.train.milestones == [100, 200]
     assert cfg.model.encoding.include_input is False

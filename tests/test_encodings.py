@@ -4,15 +4,16 @@ import pytest
 import torch
 
 from inrlab.config import EncodingConfig
-from inrlab.models.encodings import Fourier, Grid, Positional, build_encoding
+from inrlab.models.encodings import Fourier, Grid, Positional
+
+GRID = {"levels": 3, "base_resolution": 4, "finest_resolution": 16, "init_scale": 0.1}
 
 
 @pytest.mark.parametrize("kind", ["identity", "positional", "fourier", "multigrid", "hash"])
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_shapes_and_gradients(kind, dim):
-    cfg = EncodingConfig(kind=kind, levels=3, base_resolution=4, finest_resolution=16,
-                         log2_table_size=8, init_scale=0.1)
-    enc = build_encoding(cfg, dim)
+    extra = {**GRID, "log2_table_size": 8} if kind == "hash" else GRID if kind == "multigrid" else {}
+    enc = EncodingConfig(kind=kind, **extra).setup(dim)
     x = (torch.rand(50, dim) * 2 - 1).requires_grad_()
     out = enc(x)
     assert out.shape == (50, enc.out_dim)

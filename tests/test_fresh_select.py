@@ -123,14 +123,14 @@ def test_parse_sweep():
 @pytest.mark.parametrize("spec,msg", [
     ("model.encoding.nope=1:2:1", "unknown"),
     ("model.encoding.kind=1:2:1", "not numeric"),
-    ("model.encoding.include_input=0:1:1", "not numeric"),
+    ("model.encoding.include_input=0:1:1", "set model.encoding.kind first"),  # siren: identity
     ("train.lr=1:2:1", "model fields"),
     ("model.activation.omega0_first=30:10:10", "reversed"),
     ("model.activation.omega0_first=10:30:0", "step"),
     ("model.activation.omega0_first=", "empty"),
     ("model.activation.omega0_first=a:b:c", "bad sweep"),
     ("omega0_first", "bad sweep"),
-    ("model.encoding.finest_resolution=16:64:0.5", "integer"),
+    ("model.width=16:64:0.5", "integer"),
 ])
 def test_bad_sweeps(spec, msg):
     with pytest.raises(InrlabError, match=msg):

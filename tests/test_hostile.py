@@ -21,7 +21,7 @@ import torch
 
 from inrlab import Image, InrlabError, Trainer, load_run, preset
 from inrlab.cli import main
-from inrlab.config import RunConfig, SignalConfig, coerce, from_dict, set_field
+from inrlab.config import ActivationConfig, RunConfig, SignalConfig, coerce, from_dict, set_field
 from inrlab.errors import RunInterrupted
 from inrlab.problems import load_problem as load_signal
 from inrlab.train.trainer import LOCK_NAME, run
@@ -451,7 +451,7 @@ def test_ntk_points_memory_guard(monkeypatch, capsys, tmp_path):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_nan_and_inf_fail_validation(path, bad):
     cfg = preset("ffe")
-    cfg.model.activation.kind = "sine"
+    cfg.model.activation = ActivationConfig(kind="sine")
     obj = cfg
     *head, name = path.split(".")
     for part in head:
@@ -459,8 +459,10 @@ def test_nan_and_inf_fail_validation(path, bad):
     setattr(obj, name, bad)  # the Python API bypasses coerce: validate must catch it
     with pytest.raises(InrlabError):
         cfg.validate()
+    fresh = preset("ffe")
+    fresh.model.activation = ActivationConfig(kind="sine")
     with pytest.raises(InrlabError, match="finite"):
-        set_field(preset("ffe"), path, str(bad))
+        set_field(fresh, path, str(bad))
 
 
 def test_toml_booleans_are_not_numbers(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from torch.func import functional_call, jacrev
 
 import inrlab
-from inrlab.config import ModelConfig, SignalConfig, TrainConfig
+from inrlab.config import ActivationConfig, EncodingConfig, ModelConfig, SignalConfig, TrainConfig
 from inrlab.errors import InrlabError
 from inrlab.models import build_model
 from inrlab.problems import CT, MRI, load_problem
@@ -179,9 +179,9 @@ def _model(seed: int = 0, arch: str = "relu") -> torch.nn.Module:
     torch.manual_seed(seed)
     cfg = ModelConfig(width=12, depth=2)
     if arch == "pe+layer":
-        cfg.encoding.kind, cfg.encoding.n_frequencies, cfg.norm = "positional", 3, "layer"
+        cfg.encoding, cfg.norm = EncodingConfig(kind="positional", n_frequencies=3), "layer"
     elif arch == "siren":
-        cfg.activation.kind = "sine"
+        cfg.activation = ActivationConfig(kind="sine")
     return build_model(cfg, 2, 1).double()
 
 
@@ -414,3 +414,27 @@ def test_mini_batches_of_rays_and_k_space_entries():
         assert np.isfinite(res.metrics["psnr"])
     b = _ct(16, 8).batch(torch.tensor([3, 4]))
     assert len(b.x) < 256  # only the pixels two rays cross are queried
+
+
+SWEEPS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs" / "sweeps"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ct_norms", "mri_norms"])
+@pytest.mark.parametrize(("arch", "field", "values"), [
+    ("pe", "model.encoding.n_frequencies", range(1, 11)),
+    ("siren", "model.activation.omega0_first", range(10, 101, 10)),
+])
+def test_recorded_fresh_picks_reproduce(name, arch, field, values):
+    """The `fresh` column of the norm sweeps holds FreSh's pick, made before training by the
+    command recorded in the file: rerunning FreSh on the quick tier's problem picks it again."""
+    from inrlab.config import get_field
+    from inrlab.fresh.select import select
+    from inrlab.sweep import load_sweep
+
+    plan = {(r.axes["method"].split("-")[0], r.axes["arch"]): r.config
+            for r in load_sweep(SWEEPS / f"{name}.toml").plan("quick")}
+    base, picked = plan["none", arch], plan["fresh", arch]
+    assert get_field(picked, "model.norm") == "none" and picked.train.technique == "mse"
+    res = select(load_problem(base.signal), base, field, [float(v) for v in values])
+    assert res.best == get_field(picked, field) != get_field(base, field)

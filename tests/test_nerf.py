@@ -15,7 +15,7 @@ from PIL import Image
 
 import inrlab
 from inrlab.cli import main
-from inrlab.config import SignalConfig, preset, set_field
+from inrlab.config import SignalConfig, preset, set_fields
 from inrlab.errors import InrlabError
 from inrlab.geometry import load_mesh
 from inrlab.models.radiance import SphericalHarmonics
@@ -69,8 +69,7 @@ TINY = {"model.encoding.log2_table_size": 12, "model.encoding.levels": 4,
 def _cfg(scene: Path, name: str = "hash", **over: object):
     cfg = preset(name)
     cfg.signal.name = f"nerf:{scene}"
-    for k, v in {**TINY, **over}.items():
-        set_field(cfg, k, v)
+    set_fields(cfg, {**TINY, **over}.items(), optional=TINY)  # TINY's grid sizes: grids only
     return cfg.validate()
 
 

@@ -23,7 +23,8 @@ def fit(preset: str, steps: int = 2, signal: str = "occ:sphere", **over):
 @pytest.mark.parametrize("preset", ["mpe", "hash", "pe", "ffe", "siren"])
 def test_encodings_in_3d(preset):
     over = {"model.encoding.finest_resolution": 16, "model.encoding.base_resolution": 4,
-            "model.encoding.log2_table_size": 8} if preset in ("mpe", "hash") else {}
+            **({"model.encoding.log2_table_size": 8} if preset == "hash" else {})} \
+        if preset in ("mpe", "hash") else {}
     res = fit(preset, **over)
     assert res.model.encoding.__class__.__name__ != "" and res.metrics["iou_train"] is not None
 

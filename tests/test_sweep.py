@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from inrlab.cli import main
-from inrlab.config import preset
+from inrlab.config import preset, set_fields
 from inrlab.errors import InrlabError
 from inrlab.sweep import LocalPool, Store, SweepLock, load_sweep, make_table, run_sweep, to_csv
 from inrlab.sweep.spec import config_key
@@ -429,3 +429,14 @@ def test_report_escapes_user_strings(tmp_path, capsys):
     page = (out / "report.html").read_text()
     assert "<script>alert" not in page and "<script>bad" not in page
     assert "&lt;script&gt;bad()&lt;/script&gt;" in page and "&lt;script&gt;alert(1)" in page
+
+
+@pytest.mark.parametrize("name,tech,norm,key", [("pe", "iga", "cross", "33aa798e1745ca6e"),
+                                                ("hash", "mse", "none", "df5393fb8a6e9413"),
+                                                ("siren", "fr", "none", "abdbfcd99826b618"),
+                                                ("wire", "mse", "none", "25660b66a52f791c")])
+def test_store_keys_survive_per_kind_config_sections(name, tech, norm, key):
+    """Keys computed by the flat configs before per-kind sections: old stores keep their runs."""
+    cfg = preset(name)
+    set_fields(cfg, [("train.technique", tech), ("signal.name", "camera"), ("model.norm", norm)])
+    assert config_key(cfg) == key

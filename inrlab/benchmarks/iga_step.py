@@ -16,12 +16,13 @@ import argparse
 import numpy as np
 import torch
 
-from ..config import IGA_KERNELS, preset
+from ..config import preset
 from ..errors import InrlabError
 from ..models import build_model
 from ..ntk import kernel, patch_kernel
 from ..problems import Image
 from ..techniques import IGA
+from ..techniques.iga import IGA_KERNELS
 from ..utils import resolve_device, seed_everything
 from .common import print_table, time_call, write_results
 

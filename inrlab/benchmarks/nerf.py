@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import preset, set_field
+from ..config import preset, set_fields
 from ..data import data_dir
 from ..errors import InrlabError
 from ..utils import resolve_device, seed_everything
@@ -88,10 +88,9 @@ def main(args: argparse.Namespace) -> int:
             for skip in (False, True):
                 cfg = preset(pname)
                 cfg.signal.name = f"nerf:{scene}"
-                for k, v in {**over, "signal.nerf.ray_samples": args.samples,
-                             "signal.nerf.grid": args.grid if skip else 0,
-                             "train.batch_size": args.rays}.items():
-                    set_field(cfg, k, v)
+                set_fields(cfg, {**over, "signal.nerf.ray_samples": args.samples,
+                                 "signal.nerf.grid": args.grid if skip else 0,
+                                 "train.batch_size": args.rays}.items())
                 cfg.validate()
                 prob = NeRF(scene, cfg.signal)
                 seed_everything(0)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..config import preset, set_field
+from ..config import preset, set_fields
 from ..errors import InrlabError
 from ..train import trainer as trainer_mod
 from ..utils import resolve_device
@@ -91,11 +91,10 @@ def run_case(name: str, args: argparse.Namespace, device: str) -> dict[str, Any]
     cfg.train.eval_every = args.eval_every or case["eval_every"]
     cfg.train.checkpoint_every = cfg.train.steps + 1
     cfg.train.device = device
-    for item in args.set:
-        if "=" not in item:
-            raise InrlabError(f"--set expects FIELD=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        set_field(cfg, k, v)
+    bad = [item for item in args.set if "=" not in item]
+    if bad:
+        raise InrlabError(f"--set expects FIELD=VALUE, got {bad[0]!r}")
+    set_fields(cfg, [item.split("=", 1) for item in args.set])  # kinds first
     target = args.target if args.target is not None else case["target"]
     tr = TimedTrainer(cfg, progress=False, metric=case["metric"], target=target)
     try:

@@ -33,7 +33,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..cli_config import resolve_path
-from ..config import RunConfig, field_type, get_field, preset, set_field
+from ..config import RunConfig, field_type, get_field, preset, set_field, set_fields
 from ..errors import InrlabError
 from ..limits import check_memory, max_fresh_candidates
 from ..models import batch_coupled
@@ -382,8 +382,7 @@ def select_and_fit(signal: Problem | str, cfg: RunConfig | str, field: str, valu
     from ..train.trainer import run
 
     cfg = preset(cfg) if isinstance(cfg, str) else copy.deepcopy(cfg)
-    for k, v in (overrides or {}).items():
-        set_field(cfg, k, v)
+    set_fields(cfg, (overrides or {}).items())
     sig = signal
     if isinstance(signal, str):
         cfg.signal.name = signal

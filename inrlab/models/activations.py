@@ -1,17 +1,22 @@
 """Hidden-layer activations and their initialisations.
 
-Every activation maps pre-activations z (N, C) elementwise. ``init_linear`` applies the scheme
-the activation was published with to the linear layer that feeds it.
+Every activation maps pre-activations z (N, C) elementwise. A kind's config (``setup``) builds
+it; its ``init_linear`` applies the scheme the activation was published with to the linear layer
+that feeds it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ..config import ActivationConfig
+from ..errors import InrlabError
+from ..registry import ACTIVATIONS
 from . import kernels
 
 
@@ -68,31 +73,87 @@ class Wire(nn.Module):
         return kernels.apply("wire", z, self.omega0, self.scale)
 
 
-def build_activation(cfg: ActivationConfig, first: bool) -> nn.Module:
-    """The activation after the first (``first=True``) or a later hidden layer."""
-    omega = cfg.omega0_first if first else cfg.omega0_hidden
-    if cfg.kind == "relu":
+# --------------------------------------------------------------------------- configs, one per kind
+
+
+@ACTIVATIONS.register()
+@dataclass
+class ReLUActivation(ActivationConfig):
+    """max(z, 0) with PyTorch's default initialisation (the spectral-bias baseline)."""
+
+    kind: str = "relu"
+
+    def setup(self, first: bool) -> nn.Module:
         return nn.ReLU()
-    if cfg.kind == "sine":
-        return Sine(omega)
-    if cfg.kind == "finer":
-        return Finer(omega)
-    if cfg.kind == "gauss":
-        return Gauss(cfg.scale)
-    return Wire(omega, cfg.scale)
 
 
-@torch.no_grad()
-def init_linear(layer: nn.Linear, cfg: ActivationConfig, first: bool) -> None:
-    """SIREN initialisation for sine/FINER networks; PyTorch's default otherwise.
+@ACTIVATIONS.register()
+@dataclass
+class SineActivation(ActivationConfig):
+    """SIREN (:class:`Sine`) with its initialisation."""
 
-    SIREN: first layer W ~ U(-1/in, 1/in); later layers (and the head) W ~ U(±√(6/in)/ω₀_hidden).
-    ``first_bias_scale`` k sets the first layer's bias to U(-k, k) (FINER's knob, swept by FreSh).
-    """
-    if cfg.kind not in ("sine", "finer"):
-        return
-    fan_in = layer.in_features
-    bound = 1 / fan_in if first else math.sqrt(6 / fan_in) / cfg.omega0_hidden
-    layer.weight.uniform_(-bound, bound)
-    if first and cfg.first_bias_scale is not None:
-        layer.bias.uniform_(-cfg.first_bias_scale, cfg.first_bias_scale)
+    kind: str = "sine"
+    omega0_first: float = 30.0  # frequency of the first layer
+    omega0_hidden: float = 30.0  # frequency of the other hidden layers
+    first_bias_scale: float | None = None  # first-layer bias ~ U(-k, k) (None: torch's)
+    positive: ClassVar[tuple[str, ...]] = ("omega0_first", "omega0_hidden")
+
+    def validate(self) -> None:
+        super().validate()
+        k = self.first_bias_scale
+        if k is not None and not (math.isfinite(k) and k >= 0):
+            raise InrlabError(f"model.activation.first_bias_scale={k} must be a finite number ≥ 0 "
+                              f"(or unset)")
+
+    def setup(self, first: bool) -> nn.Module:
+        return Sine(self.omega0_first if first else self.omega0_hidden)
+
+    @torch.no_grad()
+    def init_linear(self, layer: nn.Linear, first: bool) -> None:
+        """SIREN: first layer W ~ U(-1/in, 1/in); later layers (and the head) W ~
+        U(±√(6/in)/ω₀_hidden). ``first_bias_scale`` k sets the first layer's bias to U(-k, k)
+        (FINER's knob, swept by FreSh)."""
+        fan_in = layer.in_features
+        bound = 1 / fan_in if first else math.sqrt(6 / fan_in) / self.omega0_hidden
+        layer.weight.uniform_(-bound, bound)
+        if first and self.first_bias_scale is not None:
+            layer.bias.uniform_(-self.first_bias_scale, self.first_bias_scale)
+
+
+@ACTIVATIONS.register()
+@dataclass
+class FinerActivation(SineActivation):
+    """FINER (:class:`Finer`) with SIREN's initialisation."""
+
+    kind: str = "finer"
+
+    def setup(self, first: bool) -> nn.Module:
+        return Finer(self.omega0_first if first else self.omega0_hidden)
+
+
+@ACTIVATIONS.register()
+@dataclass
+class GaussActivation(ActivationConfig):
+    """Gaussian exp(-(s z)²) (:class:`Gauss`)."""
+
+    kind: str = "gauss"
+    scale: float = 10.0  # width s in exp(-(s·z)²)
+    positive: ClassVar[tuple[str, ...]] = ("scale",)
+
+    def setup(self, first: bool) -> nn.Module:
+        return Gauss(self.scale)
+
+
+@ACTIVATIONS.register()
+@dataclass
+class WireActivation(ActivationConfig):
+    """WIRE real Gabor wavelet cos(ω z)·exp(-(s z)²) (:class:`Wire`)."""
+
+    kind: str = "wire"
+    omega0_first: float = 30.0  # frequency ω of the first layer
+    omega0_hidden: float = 30.0  # frequency ω of the other hidden layers
+    scale: float = 10.0  # width s of the Gaussian envelope
+    positive: ClassVar[tuple[str, ...]] = ("omega0_first", "omega0_hidden", "scale")
+
+    def setup(self, first: bool) -> nn.Module:
+        return Wire(self.omega0_first if first else self.omega0_hidden, self.scale)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -16,6 +17,7 @@ from torch.autograd.function import once_differentiable
 
 from ..config import EncodingConfig
 from ..errors import InrlabError
+from ..registry import ENCODINGS
 from . import kernels
 
 
@@ -224,17 +226,92 @@ class SparseInterpolation(torch.autograd.Function):
         return ctx.scatter @ g, None, None
 
 
-def build_encoding(cfg: EncodingConfig, in_dim: int) -> nn.Module:
-    """The encoding module described by ``cfg`` for ``in_dim``-D coordinates."""
-    if cfg.kind == "identity":
+# --------------------------------------------------------------------------- configs, one per kind
+
+
+@ENCODINGS.register()
+@dataclass
+class IdentityEncoding(EncodingConfig):
+    """Raw coordinates."""
+
+    kind: str = "identity"
+
+    def setup(self, in_dim: int) -> nn.Module:
         return Identity(in_dim)
-    if cfg.kind == "positional":
-        return Positional(in_dim, cfg.n_frequencies, cfg.include_input)
-    if cfg.kind == "fourier":
-        return Fourier(in_dim, cfg.sigma, cfg.n_features)
-    if cfg.kind in ("multigrid", "hash"):
-        return Grid(in_dim, cfg.levels, cfg.base_resolution, cfg.finest_resolution,
-                    cfg.features_per_level, hashed=cfg.kind == "hash",
-                    log2_table_size=cfg.log2_table_size, include_input=cfg.include_input,
-                    init_scale=cfg.init_scale)
-    raise InrlabError(f"unknown encoding {cfg.kind!r}")
+
+
+@ENCODINGS.register()
+@dataclass
+class PositionalEncoding(EncodingConfig):
+    """NeRF positional encoding (:class:`Positional`)."""
+
+    kind: str = "positional"
+    include_input: bool = True  # concatenate the raw coordinates
+    n_frequencies: int = 6  # frequencies 2^i·π, i < n_frequencies
+    positive: ClassVar[tuple[str, ...]] = ("n_frequencies",)
+
+    def setup(self, in_dim: int) -> nn.Module:
+        return Positional(in_dim, self.n_frequencies, self.include_input)
+
+
+@ENCODINGS.register()
+@dataclass
+class FourierEncoding(EncodingConfig):
+    """Gaussian Fourier features (:class:`Fourier`)."""
+
+    kind: str = "fourier"
+    sigma: float = 10.0  # std of the Gaussian frequency matrix B
+    n_features: int = 128  # rows of B (output has 2·n_features dims)
+    positive: ClassVar[tuple[str, ...]] = ("sigma", "n_features")
+
+    def setup(self, in_dim: int) -> nn.Module:
+        return Fourier(in_dim, self.sigma, self.n_features)
+
+
+@ENCODINGS.register()
+@dataclass
+class MultigridEncoding(EncodingConfig):
+    """Dense multiresolution grid of learnable vertex features (:class:`Grid`)."""
+
+    kind: str = "multigrid"
+    include_input: bool = True  # concatenate the raw coordinates
+    levels: int = 16  # grid levels, resolutions growing geometrically from base to finest
+    base_resolution: int = 16  # coarsest grid cells per axis
+    finest_resolution: int = 512  # finest grid cells per axis
+    features_per_level: int = 2  # k learnable scalars per vertex
+    init_scale: float = 1e-4  # table values ~ U(-init_scale, init_scale)
+    positive: ClassVar[tuple[str, ...]] = ("levels", "base_resolution", "finest_resolution",
+                                           "features_per_level")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.finest_resolution < self.base_resolution:
+            raise InrlabError(f"model.encoding.finest_resolution={self.finest_resolution} is below "
+                              f"base_resolution={self.base_resolution}: make finest ≥ base")
+        if not math.isfinite(self.init_scale) or self.init_scale < 0:
+            raise InrlabError(f"model.encoding.init_scale={self.init_scale} must be a finite "
+                              f"number ≥ 0")
+
+    def setup(self, in_dim: int) -> nn.Module:
+        return Grid(in_dim, self.levels, self.base_resolution, self.finest_resolution,
+                    self.features_per_level, hashed=False, include_input=self.include_input,
+                    init_scale=self.init_scale)
+
+
+@ENCODINGS.register()
+@dataclass
+class HashEncoding(MultigridEncoding):
+    """instant-NGP hash grid: levels that outgrow the table are hashed (:class:`Grid`)."""
+
+    kind: str = "hash"
+    log2_table_size: int = 19  # entries per level = 2^log2_table_size (4 … 26)
+
+    def validate(self) -> None:
+        super().validate()
+        if not 4 <= self.log2_table_size <= 26:
+            raise InrlabError("model.encoding.log2_table_size must lie in 4..26")
+
+    def setup(self, in_dim: int) -> nn.Module:
+        return Grid(in_dim, self.levels, self.base_resolution, self.finest_resolution,
+                    self.features_per_level, hashed=True, log2_table_size=self.log2_table_size,
+                    include_input=self.include_input, init_scale=self.init_scale)

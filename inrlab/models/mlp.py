@@ -6,9 +6,6 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .activations import build_activation, init_linear
-from .encodings import build_encoding
-from .norms import build_norm
 
 
 class INR(nn.Module):
@@ -22,18 +19,16 @@ class INR(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg, self.in_dim, self.out_dim = cfg, in_dim, out_dim
-        self.encoding = build_encoding(cfg.encoding, in_dim)
+        self.encoding = cfg.encoding.setup(in_dim)
         dims = [self.encoding.out_dim] + [cfg.width] * cfg.depth
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:],
                                                                      strict=True))
-        self.norms = nn.ModuleList(build_norm(cfg.norm, cfg.width, cfg.norm_momentum)
-                                   for _ in range(cfg.depth))
-        self.acts = nn.ModuleList(build_activation(cfg.activation, first=i == 0)
-                                  for i in range(cfg.depth))
+        self.norms = nn.ModuleList(cfg.setup_norm() for _ in range(cfg.depth))
+        self.acts = nn.ModuleList(cfg.activation.setup(first=i == 0) for i in range(cfg.depth))
         self.head = nn.Linear(cfg.width, out_dim)
         for i, lin in enumerate(self.linears):
-            init_linear(lin, cfg.activation, first=i == 0)
-        init_linear(self.head, cfg.activation, first=False)
+            cfg.activation.init_linear(lin, first=i == 0)
+        cfg.activation.init_linear(self.head, first=False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = self.encoding(x)

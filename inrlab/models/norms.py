@@ -17,8 +17,13 @@ batch. In training mode they always use the batch's statistics. In eval mode the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+from ..config import NormConfig, check_choice
+from ..registry import NORMS
 
 BATCH_COUPLED = ("batch", "global", "cross")
 
@@ -79,9 +84,32 @@ class CoordNorm(nn.Module):
         return (x - mean) / torch.sqrt(var.clamp_min(0) + self.eps) * self.weight + self.bias
 
 
-def build_norm(kind: str, channels: int, momentum: float = 0.1) -> nn.Module:
-    """``nn.Identity`` for ``"none"``, else a :class:`CoordNorm`."""
-    return nn.Identity() if kind == "none" else CoordNorm(kind, channels, momentum=momentum)
+@NORMS.register()
+@dataclass
+class NoNorm(NormConfig):
+    """No normalization."""
+
+    kind: str = "none"
+
+    def setup(self, channels: int, momentum: float) -> nn.Module:
+        return nn.Identity()
+
+
+@NORMS.register("batch")
+@NORMS.register("layer")
+@NORMS.register("global")
+@NORMS.register("cross")
+@dataclass
+class CoordNormConfig(NormConfig):
+    """The :class:`CoordNorm` of kind ``kind`` (batch, layer, global or cross)."""
+
+    kind: str = "batch"
+
+    def validate(self) -> None:  # one class serves four kinds
+        check_choice(self.path, self.kind, ("batch", "layer", "global", "cross"))
+
+    def setup(self, channels: int, momentum: float) -> nn.Module:
+        return CoordNorm(self.kind, channels, momentum=momentum)
 
 
 def batch_coupled(model: nn.Module) -> bool:

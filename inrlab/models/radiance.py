@@ -18,9 +18,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .activations import build_activation, init_linear
-from .encodings import Positional, build_encoding
-from .norms import build_norm
+from .encodings import Positional
 
 
 class SphericalHarmonics(nn.Module):
@@ -77,19 +75,17 @@ class RadianceField(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg, self.in_dim, self.out_dim = cfg, 6, 4
-        self.encoding = build_encoding(cfg.encoding, 3)
+        self.encoding = cfg.encoding.setup(3)
         dims = [self.encoding.out_dim] + [cfg.width] * cfg.depth
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:],
                                                                      strict=True))
-        self.norms = nn.ModuleList(build_norm(cfg.norm, cfg.width, cfg.norm_momentum)
-                                   for _ in range(cfg.depth))
-        self.acts = nn.ModuleList(build_activation(cfg.activation, first=i == 0)
-                                  for i in range(cfg.depth))
+        self.norms = nn.ModuleList(cfg.setup_norm() for _ in range(cfg.depth))
+        self.acts = nn.ModuleList(cfg.activation.setup(first=i == 0) for i in range(cfg.depth))
         v = cfg.view
         self.head = nn.Linear(cfg.width, 1 + v.geo_features)
         for i, lin in enumerate(self.linears):
-            init_linear(lin, cfg.activation, first=i == 0)
-        init_linear(self.head, cfg.activation, first=False)
+            cfg.activation.init_linear(lin, first=i == 0)
+        cfg.activation.init_linear(self.head, first=False)
         self.view_encoding = (SphericalHarmonics(v.sh_degree) if v.dir_encoding == "sh"
                               else Positional(3, v.dir_frequencies, include_input=True))
         cdims = [v.geo_features + self.view_encoding.out_dim] + [v.colour_width] * v.colour_depth

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..config import ModelConfig, SignalConfig
 from ..errors import InrlabError
+from ..registry import Registry
 
 
 @dataclass
@@ -265,35 +266,18 @@ class ProblemKind:
     help: str
 
 
-PROBLEMS: dict[str, ProblemKind] = {}
-_ENTRY_POINTS_LOADED = False
+# Built-in kinds register in inrlab/problems/__init__.py; a plugin's entry point in the group
+# ``inrlab.problems`` is a function that calls register_problem.
+PROBLEMS: Registry[ProblemKind] = Registry("problem kind", "inrlab.problems", ("inrlab.problems",))
 
 
 def register_problem(prefix: str, build: Builder, help: str = "") -> None:
     """Make ``PREFIX:REST`` names build problems with ``build(cfg)`` (cfg.name is the whole name)."""
-    if not prefix.isidentifier():
-        raise InrlabError(f"problem prefix {prefix!r} must be an identifier (letters, digits, _)")
-    PROBLEMS[prefix] = ProblemKind(prefix, build, help)
-
-
-def _load_entry_points() -> None:
-    global _ENTRY_POINTS_LOADED
-    if _ENTRY_POINTS_LOADED:
-        return
-    _ENTRY_POINTS_LOADED = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="inrlab.problems"):
-        try:
-            ep.load()()
-        except Exception as e:  # noqa: BLE001  (a broken plugin must not break inrlab)
-            raise InrlabError(f"problem plugin {ep.name!r} ({ep.value}) failed to load: {e}") \
-                from None
+    PROBLEMS.register(prefix)(ProblemKind(prefix, build, help))
 
 
 def problem_prefix(name: str) -> str | None:
     """The registered prefix of ``name`` (``ct`` for ``ct:shepp_logan``), or None."""
-    _load_entry_points()
     head = name.split(":", 1)[0] if ":" in name else None
     return head if head in PROBLEMS else None
 

@@ -13,10 +13,12 @@ assignment), so a run resumed on another worker still matches its checkpoint.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -237,6 +239,13 @@ class LocalPool:
 # ---------------------------------------------------------------------------- Ray
 
 
+def _exit_now(status: int) -> None:
+    """Flush the standard streams and leave without interpreter finalisation."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)
+
+
 def _check_reachable(address: str, timeout: float) -> None:
     """Fail fast when ``host:port`` (or ``ray://host:port``) accepts no TCP connection."""
     hostport = address.split("://", 1)[-1].rstrip("/")
@@ -309,6 +318,10 @@ class RayExecutor:
         th.start()
         th.join(timeout)
         if th.is_alive():
+            # The abandoned ray.init thread cannot be stopped, and Ray's core aborts (SIGABRT,
+            # std::bad_alloc) when the interpreter finalises around it: end the process at exit,
+            # after the error is reported and the streams are flushed, with the CLI's error status.
+            atexit.register(_exit_now, 2)
             raise InrlabError(f"Ray did not connect to {address} within {timeout:g} s: check the "
                               f"address or raise --ray-timeout")
         if err:

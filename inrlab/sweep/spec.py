@@ -49,7 +49,7 @@ from typing import Any
 
 import tomllib
 
-from ..config import DEFAULT_PRESET, PRESETS, RunConfig, flatten, get_field, preset, set_field
+from ..config import DEFAULT_PRESET, PRESETS, RunConfig, field_paths, flatten, preset, set_fields
 from ..errors import InrlabError
 from ..limits import max_sweep_runs
 
@@ -160,11 +160,15 @@ class Sweep:
         job: dict[str, Any] = {}
         try:
             cfg = preset(name)
+            pairs = []
             for k, v in [*self.base.items(), *tier_fields.items(), *fields]:
                 if k.startswith(JOB):
                     job[k[len(JOB):]] = copy.deepcopy(v)
                 else:
-                    set_field(cfg, k, copy.deepcopy(v))
+                    pairs.append((k, copy.deepcopy(v)))
+            # shared settings apply to the runs whose encoding/activation kind has the field
+            set_fields(cfg, pairs, optional=[k for k in [*self.base, *tier_fields]
+                                             if not k.startswith(JOB)])
             cfg.validate()
             check_technique(cfg.train.technique)
             job = check_job(job)
@@ -176,11 +180,24 @@ class Sweep:
         return f"{str(self.path)!r} "
 
 
+# The flat defaults of model.encoding / model.activation from before per-kind sections: keys fill
+# the fields a kind lacks from them, so stores written then keep their keys (and their runs).
+_KEY_DEFAULTS = {
+    "encoding": {"include_input": True, "n_frequencies": 6, "sigma": 10.0, "n_features": 128,
+                 "levels": 16, "base_resolution": 16, "finest_resolution": 512,
+                 "features_per_level": 2, "log2_table_size": 19, "init_scale": 1e-4},
+    "activation": {"omega0_first": 30.0, "omega0_hidden": 30.0, "first_bias_scale": None,
+                   "scale": 10.0},
+}
+
+
 def config_key(cfg: RunConfig, job: dict[str, Any] | None = None) -> str:
     """16 hex digits of the SHA-256 of the resolved config without ``train.device``, and of the
     job when it is not a plain training run (so plain runs keep their keys)."""
     d: dict[str, Any] = cfg.to_dict()
     d["train"].pop("device", None)
+    for section, defaults in _KEY_DEFAULTS.items():
+        d["model"][section] = {**defaults, **d["model"][section]}
     if job:
         d = {"config": d, "job": job}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -269,17 +286,15 @@ def parse_sweep(data: dict[str, Any], path: Path, text: str = "") -> Sweep:
     for k in data:
         if k not in TOP_KEYS:
             raise fail(k, f"unknown key {k!r}: valid keys are {', '.join(sorted(TOP_KEYS))}")
-    probe = RunConfig()
+    known = set(field_paths())  # every kind's fields
 
     def check_field(path_: str, key_for_line: str, what: str) -> None:
         if path_ == "preset" or path_.startswith(JOB):
             return
-        try:
-            get_field(probe, path_)
-        except InrlabError:
+        if path_ not in known:
             raise fail(key_for_line, f"{what} {path_!r} names no config field: see `inrlab fields` "
                                      f"for the dotted paths (or the aliases "
-                                     f"{', '.join(ALIASES)})") from None
+                                     f"{', '.join(ALIASES)})")
 
     base: dict[str, Any] = {}
     for section in ("job", "signal", "model", "train"):

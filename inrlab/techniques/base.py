@@ -7,16 +7,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import TechniqueConfig, TrainConfig
 from ..problems import Batch, Problem
+from ..registry import TECHNIQUES
 
 
+@TECHNIQUES.register()
 class Technique:
     """Plain loss (the problem's own, MSE by default); subclasses override ``setup`` (once, before
     training), ``loss`` and, to choose their own mini-batches, ``sample_batch``. ``cfg`` is the
-    run's TrainConfig (their section)."""
+    run's TrainConfig; a technique with settings names its :class:`TechniqueConfig` subclass in
+    ``config`` and reads them from ``cfg.<name>`` (the section ``train.<name>``)."""
 
     name = "mse"
+    config: type[TechniqueConfig] | None = None
 
     def __init__(self, cfg: TrainConfig | None = None):
         self.cfg = cfg if cfg is not None else TrainConfig()

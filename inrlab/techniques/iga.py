@@ -31,9 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import TechniqueConfig, TrainConfig, check_choice, check_positive
 from ..errors import InrlabError
 from ..problems import Batch, Problem
+from ..registry import TECHNIQUES
 from .base import Technique
 
 KernelFn = Callable[..., torch.Tensor]
@@ -208,6 +209,46 @@ def balance(kernel: torch.Tensor, start: int, end: int, variant: str = "adam") -
 # --------------------------------------------------------------------------- the technique
 
 
+IGA_VARIANTS = ("adam", "sgd")
+IGA_LAYOUTS = ("auto", "run", "slices")
+IGA_KERNELS = ("representative", "patch_sum", "patch_mean", "reference")
+NTK_METHODS = ("auto", "structured", "jacobian")
+
+
+@dataclass
+class IGAConfig(TechniqueConfig):
+    """Inductive gradient adjustment (spec/iga.md): section ``train.iga``, used when
+    ``train.technique = "iga"``."""
+
+    group: int = 32  # 1-D and run layout: p samples per group; 2-D: patch side P; 3-D: block side
+    layout: str = "auto"  # auto: 1-D runs, 2-D patches, 3-D blocks (or the problem's choice); run:
+    # p consecutive flat indices; slices: P×P patches of the last two axes in every leading index
+    start: int = 0  # first balanced eigenvalue (index into the descending spectrum)
+    end: int = 25  # balance eigenvalues start … end-1 (exclusive)
+    variant: str = "adam"  # adam: clip the top ones down to λ_end; sgd: raise 1 … end-1 up to λ₀
+    representative: str = "residual"  # residual (largest |r| summed over channels), centre, or a slot
+    # eNTK row of a group: representative (the gradient at its representative point), patch_sum /
+    # patch_mean (of the output summed / averaged over its training points), reference (the
+    # official code's indexing: summed over the slots of every group's residual representative)
+    kernel: str = "representative"
+    every: int = 1  # recompute the eNTK and S every k steps (full batch only)
+    ntk_method: str = "auto"  # inrlab.ntk.kernel route: auto, structured, jacobian
+
+    def validate(self) -> None:
+        check_positive("train.iga.group", self.group)
+        check_choice("train.iga.layout", self.layout, IGA_LAYOUTS)
+        check_choice("train.iga.variant", self.variant, IGA_VARIANTS)
+        check_choice("train.iga.kernel", self.kernel, IGA_KERNELS)
+        check_choice("train.iga.ntk_method", self.ntk_method, NTK_METHODS)
+        check_positive("train.iga.every", self.every)
+        if self.start < 0 or self.end <= self.start:
+            raise InrlabError(f"train.iga.start={self.start}, end={self.end}: need 0 ≤ start < end")
+        if self.representative not in ("residual", "centre") and not self.representative.isdigit():
+            raise InrlabError(f"unknown train.iga.representative {self.representative!r}: choose "
+                              f"residual, centre or a slot number (0 … p-1)")
+
+
+@TECHNIQUES.register()
 class IGA(Technique):
     """Inductive gradient adjustment, configured by ``train.iga`` (see :class:`IGAConfig`).
 
@@ -217,6 +258,7 @@ class IGA(Technique):
     """
 
     name = "iga"
+    config = IGAConfig
 
     def __init__(self, cfg: TrainConfig | None = None,
                  groups: torch.Tensor | Sequence[Sequence[int]] | None = None,

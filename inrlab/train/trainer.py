@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from ..config import DEFAULT_PRESET, RunConfig, SignalConfig, from_dict, preset, set_field
+from ..config import DEFAULT_PRESET, RunConfig, SignalConfig, from_dict, preset, set_fields
 from ..errors import DivergedError, InrlabError, RunInterrupted
 from ..limits import check_memory
 from ..models import INR, batch_coupled, freeze_statistics, predict, set_norm_stats
@@ -465,8 +465,7 @@ def fit(problem: Problem | str, preset_name: str = DEFAULT_PRESET, *, steps: int
         cfg.signal.name = problem
     if steps is not None:
         cfg.train.steps = steps
-    for k, v in (overrides or {}).items():
-        set_field(cfg, k, v)
+    set_fields(cfg, (overrides or {}).items())
     return run(cfg, out, problem=prob, resume=resume, overwrite=overwrite, progress=progress)
 
 
