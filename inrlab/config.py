@@ -346,10 +346,15 @@ class CTConfig:
         check_positive("signal.ct.sart_iterations", self.sart_iterations)
 
 
+MRI_TRAJECTORIES = ("cartesian", "radial")
+
+
 @dataclass
 class MRIConfig:
-    """Cartesian MRI (``mri:NAME`` problems): undersampling mask, noise and the TV baseline."""
+    """MRI (``mri:NAME`` problems): Cartesian mask or radial spokes, noise and the TV baseline."""
 
+    trajectory: str = "cartesian"  # k-space sampling: cartesian (rows, FFT) or radial (spokes, NUFFT)
+    spokes: int = 32  # radial: number of spokes, golden-angle (111.25°) order, N readout samples each
     acceleration: float = 4.0  # R: about N/R phase-encode lines (rows of k-space) are sampled
     centre: float = 0.08  # fraction of the lines around k = 0 that are always sampled
     mask_seed: int = 0  # seed of the random choice of the other lines
@@ -372,6 +377,15 @@ class MRIConfig:
         if self.tv_weight < 0:
             raise InrlabError(f"signal.mri.tv_weight={self.tv_weight} must be ≥ 0")
         check_positive("signal.mri.tv_iterations", self.tv_iterations)
+        check_choice("signal.mri.trajectory", self.trajectory, MRI_TRAJECTORIES)
+        if isinstance(self.spokes, bool) or not isinstance(self.spokes, int) or self.spokes < 1:
+            raise InrlabError(f"signal.mri.spokes={self.spokes} is impossible: give a whole number "
+                              f"≥ 1 of radial spokes")
+        if self.trajectory == "radial" and self.mask:
+            raise InrlabError("signal.mri.mask is a Cartesian mask: drop it or set "
+                              "signal.mri.trajectory cartesian")
+
+
 DENSITY_ACTIVATIONS = ("softplus", "relu", "exp")
 
 

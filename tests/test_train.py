@@ -52,10 +52,9 @@ class _CtrlCAt(Technique):
         return super().loss(model, batch, pred, step)
 
 
-@pytest.mark.parametrize("batch", [None, 200])
-def test_resume_after_interrupt_equals_uninterrupted(small_image, tmp_path, batch):
-    over = {**FAST, "train.batch_size": batch, "train.schedule": "cosine",
-            "train.checkpoint_every": 7}
+def _fit_and_interrupt(small_image, out, over):
+    """An uninterrupted 20-step PE fit with overrides ``over``, and the same run interrupted at
+    step 13 into ``out`` (its last checkpoint is step 7's)."""
     full = fit(small_image, "pe", steps=20, progress=False, overrides=over)
     cfg = preset("pe")
     cfg.signal = small_image.config
@@ -63,7 +62,15 @@ def test_resume_after_interrupt_equals_uninterrupted(small_image, tmp_path, batc
     for k, v in over.items():
         set_field(cfg, k, v)
     with pytest.raises(InrlabError, match="interrupted at step 13.*--resume"):
-        Trainer(cfg, small_image, tmp_path / "r", progress=False, technique=_CtrlCAt(13)).train()
+        Trainer(cfg, small_image, out, progress=False, technique=_CtrlCAt(13)).train()
+    return full
+
+
+@pytest.mark.parametrize("batch", [None, 200])
+def test_resume_after_interrupt_equals_uninterrupted(small_image, tmp_path, batch):
+    over = {**FAST, "train.batch_size": batch, "train.schedule": "cosine",
+            "train.checkpoint_every": 7}
+    full = _fit_and_interrupt(small_image, tmp_path / "r", over)
     resumed = fit(small_image, "pe", steps=20, out=tmp_path / "r", resume=True, progress=False,
                   overrides=over)
     for p, q in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
@@ -78,14 +85,7 @@ def test_resume_from_checkpoint_without_scheduler_state(small_image, tmp_path):
 
     over = {**FAST, "train.schedule": "exponential", "train.lr_final": 0.01,
             "train.checkpoint_every": 7}
-    full = fit(small_image, "pe", steps=20, progress=False, overrides=over)
-    cfg = preset("pe")
-    cfg.signal = small_image.config
-    cfg.train.steps = 20
-    for k, v in over.items():
-        set_field(cfg, k, v)
-    with pytest.raises(InrlabError, match="interrupted at step 13"):
-        Trainer(cfg, small_image, tmp_path / "r", progress=False, technique=_CtrlCAt(13)).train()
+    full = _fit_and_interrupt(small_image, tmp_path / "r", over)
     ck = safe_torch_load(tmp_path / "r" / "checkpoint.pt")
     del ck["scheduler"]
     atomic_torch_save(ck, tmp_path / "r" / "checkpoint.pt")

@@ -1,5 +1,8 @@
 """``mri:NAME``: Cartesian MRI, an image field fitted through undersampled k-space.
 
+(``signal.mri.trajectory radial`` gives radial sampling through a NUFFT instead:
+:mod:`inrlab.problems.mri_radial`, which shares the simulation and the TV solver below.)
+
 The field f: (y, x) ∈ [-1, 1]² → ℝ is the (real) image on an N×N grid; the operator is
 A = mask ⊙ FFT2 (orthonormal, k-space centred: DC at row/column N//2), and a measurement is one
 sampled k-space entry as two channels (real, imaginary), so the MSE over a batch is the complex
@@ -26,6 +29,7 @@ not tuned on the truth). ``reference()`` is the zero-filled inverse FFT (real pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,21 +91,32 @@ def load_mask(path: str, n: int) -> np.ndarray:
     return m
 
 
-def tv_cs(kspace: np.ndarray, mask: np.ndarray, weight: float, iterations: int) -> np.ndarray:
-    """TV compressed sensing: FISTA on ½‖mask ⊙ F x − m‖² + λ TV(x) over real images x (N, N),
-    step 1 (‖mask ⊙ F‖ ≤ 1 for the orthonormal F), proximal step ``denoise_tv_chambolle(·, λ)``,
-    started from the zero-filled real part."""
+def fista_tv(grad: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, weight: float,
+             iterations: int, step: float = 1.0) -> np.ndarray:
+    """FISTA on ½‖A x − m‖² + λ TV(x) over real images x (N, N), given the data term's gradient
+    ``grad``: x ↦ Re Aᴴ(A x − m) and a step ≤ 1/‖A‖²; proximal step
+    ``denoise_tv_chambolle(·, step·λ)``, started from ``x0``."""
     from skimage.restoration import denoise_tv_chambolle
 
-    x = ifft2c(kspace * mask).real
+    x = x0
     z, t = x.copy(), 1.0
     for _ in range(iterations):
-        grad = ifft2c(mask * (fft2c(z) - kspace)).real
-        x_new = denoise_tv_chambolle(z - grad, weight=weight) if weight > 0 else z - grad
+        v = z - step * grad(z)
+        x_new = denoise_tv_chambolle(v, weight=step * weight) if weight > 0 else v
         t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
         z = x_new + ((t - 1) / t_new) * (x_new - x)
         x, t = x_new, t_new
     return x
+
+
+def tv_cs(kspace: np.ndarray, mask: np.ndarray, weight: float, iterations: int) -> np.ndarray:
+    """TV compressed sensing: :func:`fista_tv` for A = mask ⊙ F, step 1 (‖mask ⊙ F‖ ≤ 1 for the
+    orthonormal F), started from the zero-filled real part. ``kspace``, ``mask``: (N, N)."""
+    return fista_tv(lambda z: ifft2c(mask * (fft2c(z) - kspace)).real, ifft2c(kspace * mask).real,
+                    weight, iterations)
+
+
+BASELINE_LABELS = {"zero_filled": "zero-filled", "dc_adjoint": "DC adjoint", "tv": "TV"}
 
 
 class MRI(ImageInverse):
@@ -119,7 +134,6 @@ class MRI(ImageInverse):
     def __init__(self, source: str, size: int | None = None, cfg: SignalConfig | None = None):
         cfg = cfg if cfg is not None else SignalConfig(f"mri:{source}", size)
         cfg.mri.validate()
-        c = cfg.mri
         src, info = load_source(source, "mri")
         n = default_size(size, src)
         h = 2.0 / (n - 1)
@@ -129,9 +143,16 @@ class MRI(ImageInverse):
         lo = n - n // 2
         full = fft2c(fine)[lo:lo + n, lo:lo + n] / 2  # the N×N centre, orthonormal scale of N
         self.truth = np.abs(ifft2c(full))
+        self._sample(fine, full, float(np.abs(full).max()), info)
+
+    def _sample(self, fine: np.ndarray, full: np.ndarray, peak: float, info: dict[str, Any]) -> None:
+        """Measure the object: ``fine`` (2N, 2N) the source on the 2× finer grid, ``full``
+        (N, N) its centred k-space on the N grid, ``peak`` = max |full| (the noise and PSNR
+        scale), ``info`` the source's description. Sets the measurements, ``train_idx``,
+        ``data_range``, the baselines, ``reference()``'s image and ``meta``."""
+        c, n = self.config.mri, self.n
         self.mask = load_mask(c.mask, n) if c.mask else cartesian_mask(n, c.acceleration, c.centre,
                                                                          c.mask_seed)
-        peak = float(np.abs(full).max())
         k = full.copy()
         if c.noise > 0:
             rng = np.random.default_rng(c.noise_seed)
@@ -143,7 +164,7 @@ class MRI(ImageInverse):
         self.train_idx = torch.from_numpy(np.flatnonzero(self.mask.reshape(-1)))
         self.data_range = 2 * peak
         zf = ifft2c(self.kspace)
-        self._zero_filled_real = zf.real
+        self._reference_real = zf.real
         self.baselines = {"zero_filled": np.abs(zf),
                           "tv": np.abs(tv_cs(self.kspace, self.mask, c.tv_weight, c.tv_iterations))}
         self.meta = {
@@ -189,12 +210,17 @@ class MRI(ImageInverse):
         """PSNR/SSIM of the magnitude image against the truth (range 1), k-space PSNR over the
         sampled entries, and the zero-filled / TV baselines' scores."""
         img = self.image(model)
-        k = fft2c(img)
+        pred, measured = self._measured_pair(img)
         return {**image_scores(np.abs(img), self.truth, structural),
-                "kspace_psnr": psnr(np.stack([k.real, k.imag], -1)[self.mask],
-                                    np.stack([self.kspace.real, self.kspace.imag], -1)[self.mask],
-                                    self.data_range),
+                "kspace_psnr": psnr(pred, measured, self.data_range),
                 **self.baseline_scores(structural)}
+
+    def _measured_pair(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(real, imaginary) (M_train, 2) of the operator applied to ``img`` (N, N) and of the
+        measurements, over the sampled entries."""
+        k = fft2c(img)
+        return (np.stack([k.real, k.imag], -1)[self.mask],
+                np.stack([self.kspace.real, self.kspace.imag], -1)[self.mask])
 
     def save_outputs(self, model: torch.nn.Module, out: Path, history: list[dict[str, Any]]) -> None:
         """reconstruction.png / .npy and summary.png: truth, INR, zero-filled, TV, error maps,
@@ -208,40 +234,53 @@ class MRI(ImageInverse):
         mag = np.abs(img)
         save_image(np.clip(mag, 0, 1)[..., None], out / "reconstruction.png")
         s = self.evaluate(model, structural=False)
-        zf, tv = self.baselines["zero_filled"], self.baselines["tv"]
+        (b0, first), (_, tv) = self.baselines.items()  # the adjoint-type baseline, TV
+        label = BASELINE_LABELS[b0]
         panels = [("truth (fully sampled)", self.truth), (f"INR {s['psnr']:.2f} dB", mag),
-                  (f"zero-filled {s['zero_filled_psnr']:.2f} dB", zf), (f"TV {s['tv_psnr']:.2f} dB", tv)]
-        err = [np.abs(mag - self.truth), np.abs(zf - self.truth), np.abs(tv - self.truth)]
+                  (f"{label} {s[b0 + '_psnr']:.2f} dB", first), (f"TV {s['tv_psnr']:.2f} dB", tv)]
+        err = [np.abs(mag - self.truth), np.abs(first - self.truth), np.abs(tv - self.truth)]
         emax = max(float(np.percentile(np.concatenate([e.ravel() for e in err]), 99.5)), 1e-6)
         fig, ax = plt.subplots(2, 5, figsize=(20, 8.5))
         for a, (t, im) in zip(ax[0, :4], panels, strict=True):
             a.imshow(im, cmap="gray", vmin=0, vmax=1)
             a.set_title(t)
-        for a, e, t in zip(ax[1, :3], err, ("|INR − truth|", "|zero-filled − truth|", "|TV − truth|"),
+        for a, e, t in zip(ax[1, :3], err, ("|INR − truth|", f"|{label} − truth|", "|TV − truth|"),
                            strict=True):
             a.imshow(e, cmap="inferno", vmin=0, vmax=emax)
             a.set_title(t)
-        ax[0, 4].imshow(self.mask, cmap="gray")
-        ax[0, 4].set_title(f"mask ({self.meta['sampled_fraction']:.1%} sampled)")
-        ax[1, 3].imshow(np.log10(np.abs(self.kspace) + 1e-6), cmap="viridis")
-        ax[1, 3].set_title("measured log10 |k|")
+        self._sampling_panels(ax[0, 4], ax[1, 3])
         for a in ax.ravel()[:-1]:
             a.axis("off")
         psnr_curve(ax[1, 4], history, keys=("psnr",))
-        fig.suptitle(f"MRI {self.name}: {self.n}², R = {self.meta['acceleration']:.2f}")
+        fig.suptitle(f"MRI {self.name}: {self.n}², {self._sampling_title()}")
         fig.tight_layout()
         fig.savefig(out / "summary.png", dpi=80)
         plt.close(fig)
 
+    def _sampling_panels(self, where: Any, measured: Any) -> None:
+        """Draw the sampling pattern on axes ``where`` and the measured log |k| on ``measured``."""
+        where.imshow(self.mask, cmap="gray")
+        where.set_title(f"mask ({self.meta['sampled_fraction']:.1%} sampled)")
+        measured.imshow(np.log10(np.abs(self.kspace) + 1e-6), cmap="viridis")
+        measured.set_title("measured log10 |k|")
+
+    def _sampling_title(self) -> str:
+        return f"R = {self.meta['acceleration']:.2f}"
+
     def reference(self) -> GridData:
-        """The zero-filled inverse FFT (real part) on the image grid."""
+        """The zero-filled inverse FFT (real part; radial: the density-compensated adjoint) on
+        the image grid."""
         return GridData(self.coords, (self.n, self.n),
-                        torch.tensor(self._zero_filled_real.reshape(-1, 1), dtype=torch.float32))
+                        torch.tensor(self._reference_real.reshape(-1, 1), dtype=torch.float32))
 
 
 def build_mri(cfg: SignalConfig) -> MRI:
-    """``mri:SOURCE`` → an :class:`MRI` problem configured by ``cfg.mri`` and ``cfg.size``."""
+    """``mri:SOURCE`` → an :class:`MRI` problem (a :class:`~.mri_radial.RadialMRI` for
+    ``signal.mri.trajectory radial``) configured by ``cfg.mri`` and ``cfg.size``."""
     source = cfg.name.split(":", 1)[1]
     if not source:
         raise InrlabError("mri: needs a source: mri:shepp_logan, mri:dicom_mr, mri:dicom_ct or mri:PATH")
+    if cfg.mri.trajectory == "radial":
+        from .mri_radial import RadialMRI
+        return RadialMRI(source, cfg.size, cfg)
     return MRI(source, cfg.size, cfg)
