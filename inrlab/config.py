@@ -397,6 +397,7 @@ class NeRFConfig:
     far: float = 6.0
     bound: float = 1.5  # the scene lies in [-bound, bound]³, mapped to the field's [-1, 1]³
     ray_samples: int = 64  # strata over [near, far]: step δ = (far - near) / ray_samples
+    fine_samples: int = 0  # nerf: importance samples per ray from the coarse weights (0: off)
     downscale: int = 1  # integer factor the images are shrunk by when read (area average)
     white_background: bool = True  # composite RGBA images and renders over white (else black)
     density_activation: str = "softplus"  # σ = act(raw density output): softplus, relu, exp
@@ -421,6 +422,9 @@ class NeRFConfig:
         check_choice("signal.nerf.density_activation", self.density_activation, DENSITY_ACTIVATIONS)
         if self.eikonal_weight < 0:
             raise InrlabError("signal.nerf.eikonal_weight must be ≥ 0")
+        if self.fine_samples < 0:
+            raise InrlabError(f"signal.nerf.fine_samples={self.fine_samples}: give a count ≥ 0 "
+                              f"(0: coarse samples only)")
         if self.grid < 0 or self.grid_warmup < 0:
             raise InrlabError("signal.nerf.grid and grid_warmup must be ≥ 0 (grid 0: no skipping)")
         if not 0 < self.grid_decay <= 1:

@@ -23,12 +23,16 @@ from inrlab.problems import load_problem
 from inrlab.problems.nerf import NeRF, SceneSettings, load_views, render_scene
 from inrlab.problems.nerf.cameras import camera_rays, focal_from_fov, project
 from inrlab.problems.nerf.rendering import (
+    Samples,
     composite,
     composite_alpha,
+    interval_widths,
     march,
     occupied,
     ray_box,
+    render_merged,
     render_outputs,
+    sample_pdf,
     sdf_alpha,
     update_occupancy,
 )
@@ -125,6 +129,107 @@ def test_ray_box_and_occupancy_skipping():
     r = s.x[:, :3].norm(dim=1)
     assert len(r) > 0 and (r < 0.3 + 2 * math.sqrt(3) / 16).all()  # only cells touching the ball
     assert occupied(grid, 0.01, torch.zeros(1, 3)).item()
+
+
+# --------------------------------------------------------------------------- coarse + fine
+
+
+def test_inverse_cdf_of_uniform_weights_is_uniform():
+    """Equal weights: the PDF is uniform on [near, far], so the midpoint quantiles (j + ½)/F map
+    to near + (far − near)(j + ½)/F."""
+    edges = torch.linspace(2.0, 6.0, 17, dtype=torch.float64)
+    t = sample_pdf(edges, torch.full((3, 16), 0.7, dtype=torch.float64), 10, jitter=False)
+    expect = 2.0 + 4.0 * (torch.arange(10, dtype=torch.float64) + 0.5) / 10
+    assert torch.allclose(t, expect.expand(3, -1), atol=1e-12)
+
+
+def test_inverse_cdf_of_a_single_bin_stays_in_that_bin():
+    """All the mass in bin k = [e_k, e_{k+1}): every sample lies in it, uniformly spread (up to
+    the ε = 10⁻⁵ that keeps the PDF proper)."""
+    edges = torch.linspace(2.0, 6.0, 17, dtype=torch.float64)
+    w = torch.zeros(2, 16, dtype=torch.float64)
+    w[0, 5], w[1, 12] = 1.0, 0.3
+    t = sample_pdf(edges, w, 8, jitter=False)
+    for row, k in enumerate((5, 12)):
+        lo, hi = float(edges[k]), float(edges[k + 1])
+        assert ((t[row] >= lo) & (t[row] < hi)).all()
+        expect = lo + (hi - lo) * (torch.arange(8, dtype=torch.float64) + 0.5) / 8
+        assert torch.allclose(t[row], expect, atol=1e-3)
+    torch.manual_seed(0)
+    tj = sample_pdf(edges, w, 64, jitter=True)
+    assert ((tj[0] >= edges[5]) & (tj[0] < edges[6])).sum() >= 63  # ε leaks < 1 sample
+
+
+def test_fine_samples_are_sorted_and_inside_the_segment(scene: Path):
+    cfg = _cfg(scene, **{"signal.nerf.fine_samples": 16})
+    prob = load_problem(cfg.signal)
+    model = prob.build_model(cfg.model)
+    prob.step(model, 0)
+    torch.manual_seed(1)
+    b = prob.batch(torch.arange(0, 2000, 7))
+    t = b.extra["t_fine"]
+    assert t.shape == (len(b.idx), 16)
+    assert (t[:, 1:] >= t[:, :-1]).all() and (t >= 2.0).all() and (t <= 6.0).all()
+    pc = int(b.extra["keep"].sum())
+    assert len(b.x) == pc + int(b.extra["keep_fine"].sum())
+    assert prob.forward(model(b.x), b).shape == (len(b.idx), 6)  # fine RGB, coarse RGB
+
+
+def test_merged_samples_render_a_slab_exactly():
+    """Coarse midpoints plus arbitrary fine samples of a field of density σ on [near, far]: the
+    widths tile the segment, so the opacity is exactly 1 − e^{−σ(far − near)}; with the fine
+    samples dropped the midpoint widths are the stratum width."""
+    near, far, sigma = 2.0, 6.0, 0.3
+    t = (near + (torch.arange(8, dtype=torch.float64) + 0.5) * 0.5)[None]
+    assert torch.allclose(interval_widths(t, near, far), torch.full((1, 8), 0.5,
+                                                                    dtype=torch.float64))
+    tf = torch.tensor([[2.1, 3.0, 3.05, 4.4, 5.9]], dtype=torch.float64)
+    coarse = Samples(t, torch.ones(1, 8, dtype=torch.bool), torch.zeros(8, 6), 0.5)
+    fine = Samples(tf, torch.ones(1, 5, dtype=torch.bool), torch.zeros(5, 6), 0.0)
+    raw = torch.zeros(13, 4, dtype=torch.float64)
+    raw[:, 0] = math.log(math.expm1(sigma)) + 1  # softplus(raw − 1) = σ
+    col, w, acc, _ = render_merged(raw[:8], coarse, raw[8:], fine, near, far, "softplus", 1.0)
+    assert float(acc) == pytest.approx(1 - math.exp(-sigma * (far - near)), rel=1e-12)
+    assert w.shape == (1, 13) and float(w.sum()) == pytest.approx(float(acc))
+
+
+@pytest.mark.parametrize("over", [{"signal.nerf.grid": 0},
+                                  {"train.technique": "iga", "train.iga.group": 4,
+                                   "train.iga.end": 2}])
+def test_fine_samples_train_without_grid_and_with_iga(scene: Path, over: dict):
+    cfg = _cfg(scene, **{"train.steps": 3, "signal.nerf.fine_samples": 8, **over})
+    res = inrlab.run(cfg, None, progress=False)
+    assert math.isfinite(res.metrics["psnr"])
+    k = res.problem.kernel(res.model, torch.arange(0, 64, 4), outputs="full")
+    assert k.shape == (6 * 16, 6 * 16)  # the eNTK of both renders: fine and coarse colours
+    assert torch.isfinite(k).all() and float(torch.linalg.eigvalsh(k).min()) > -1e-6 * float(
+        k.diagonal().max())
+
+
+def test_small_nerf_fit_with_fine_samples_beats_threshold(scene: Path):
+    """150 steps of 12 + 12 samples per ray (measured: train 18.9 dB, test 15.1 dB, where the
+    white background scores ≈ 6.4 dB)."""
+    cfg = _cfg(scene, **{"train.steps": 150, "train.eval_every": 150,
+                         "signal.nerf.ray_samples": 12, "signal.nerf.fine_samples": 12})
+    res = inrlab.run(cfg, None, progress=False)
+    test = load_views(scene, "test")
+    white = float(np.mean([10 * np.log10(1 / np.mean((1 - im.numpy()) ** 2)) for im in test.images]))
+    assert res.metrics["psnr_train"] > 17.0 and res.metrics["psnr"] > white + 6
+
+
+@pytest.mark.parametrize("name,msg", [("nerf", "give a count ≥ 0"), ("neus", "for nerf: scenes")])
+def test_bad_fine_samples_are_one_line(scene: Path, capsys, name: str, msg: str):
+    n = -1 if name == "nerf" else 8
+    assert main(["fit", f"{name}:{scene}", "--steps", "1", "--train.batch_size", "8",
+                 f"--signal.nerf.fine_samples={n}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("inrlab: error:") and msg in err and "\n" not in err
+
+
+def test_batch_without_a_field_to_place_fine_samples_is_refused(scene: Path):
+    cfg = _cfg(scene, **{"signal.nerf.fine_samples": 4})
+    with pytest.raises(InrlabError, match="call problem.step"):
+        load_problem(cfg.signal).batch(torch.arange(4))
 
 
 def test_spherical_harmonics_are_orthonormal():

@@ -190,6 +190,11 @@ _KEY_DEFAULTS = {
                    "scale": 10.0},
 }
 
+# Fields added after stores were written, left out of keys at their default value (the same
+# purpose: old stores keep their keys): (section path, field) → default.
+_KEY_NEW_FIELDS = {(("signal", "nerf"), "fine_samples"): 0,
+                   (("signal", "mri"), "trajectory"): "cartesian", (("signal", "mri"), "spokes"): 32}
+
 
 def config_key(cfg: RunConfig, job: dict[str, Any] | None = None) -> str:
     """16 hex digits of the SHA-256 of the resolved config without ``train.device``, and of the
@@ -198,6 +203,12 @@ def config_key(cfg: RunConfig, job: dict[str, Any] | None = None) -> str:
     d["train"].pop("device", None)
     for section, defaults in _KEY_DEFAULTS.items():
         d["model"][section] = {**defaults, **d["model"][section]}
+    for (path, name), default in _KEY_NEW_FIELDS.items():
+        sec = d
+        for part in path:
+            sec = sec.get(part, {})
+        if sec.get(name, default) == default:
+            sec.pop(name, None)
     if job:
         d = {"config": d, "job": job}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ...config import ModelConfig, SignalConfig
+from ...errors import InrlabError
 from ...models.radiance import SDFField
 from ..base import Batch
 from .problem import NeRF
@@ -37,6 +38,10 @@ class NeuS(NeRF):
 
     def __init__(self, root: str | Path, cfg: SignalConfig | None = None):
         super().__init__(root, cfg if cfg is not None else SignalConfig(f"neus:{root}"))
+        if self.nerf.fine_samples:
+            raise InrlabError(f"signal.nerf.fine_samples={self.nerf.fine_samples}: coarse + fine "
+                              f"sampling is for nerf: scenes; NeuS renders stratified samples "
+                              f"only: set it to 0")
         self.out_dim = 5
         self.meta["kind"] = "neus"
         gt = self.root / "mesh.obj"

@@ -7,6 +7,15 @@ RadianceField`) is queried at the kept samples of those rays and the operator is
 SSIM; LPIPS is absent: no package here ships its network weights). Empty-space skipping uses an
 occupancy grid stored in the field (``signal.nerf.grid``), updated before training steps.
 
+Coarse + fine (``signal.nerf.fine_samples`` = F > 0, mip-NeRF style: one field queried twice,
+see ``docs/rendering.md`` for why not nerf-pytorch's two networks). A batch then carries the
+coarse samples and F importance samples per ray drawn from the coarse weights of the field being
+trained (a no-grad eval-mode pass in :meth:`NeRF.batch`: the trainer queries the field once per
+batch, at ``batch.x``); ``batch.x`` holds both sets and :meth:`NeRF.forward` renders the coarse
+colour and the colour of the sorted union, so every measurement has 6 channels
+[fine RGB, coarse RGB] and the loss is the mean of both MSEs. IGA's eNTK, ``measure`` and the
+evaluation all go through the same two renders.
+
 Settings live in ``signal.nerf`` (:class:`inrlab.config.NeRFConfig`); the colour branch of the
 field in ``model.view``. Training needs mini-batches of rays (``train.batch_size``).
 """
@@ -29,7 +38,15 @@ from ...train.metrics import psnr, ssim
 from ..base import Batch, GridData, Problem
 from .blender import Views, load_views
 from .cameras import camera_rays, turntable_poses
-from .rendering import Samples, march, render_outputs, update_occupancy
+from .rendering import (
+    Samples,
+    kept_inputs,
+    march,
+    render_merged,
+    render_outputs,
+    sample_pdf,
+    update_occupancy,
+)
 
 
 class NeRF(Problem):
@@ -60,6 +77,7 @@ class NeRF(Problem):
         self.data_range = 1.0
         self.background = 1.0 if n.white_background else 0.0
         self.grid: torch.Tensor | None = None  # occupancy of the field being trained (step())
+        self.field: nn.Module | None = None  # the field that places fine samples (step())
         self.meta = {"kind": "nerf", "root": str(root), "train_views": v,
                      "test_views": len(self.test_views), "size": [h, w],
                      "focal": self.train_views.focal}
@@ -73,6 +91,7 @@ class NeRF(Problem):
         ``grid_warmup`` (eval mode: batch-coupled norms keep their running statistics)."""
         n = self.nerf
         self.grid = getattr(model, "occupancy", None)
+        self.field = model
         if self.grid is None or step < n.grid_warmup or (step - n.grid_warmup) % n.grid_every:
             return
         was = model.training
@@ -92,12 +111,48 @@ class NeRF(Problem):
         return march(origins, dirs, n.near, n.far, n.ray_samples, n.bound, jitter, grid,
                      n.grid_threshold)
 
+    def _fine(self, origins: torch.Tensor, dirs: torch.Tensor, coarse: Samples,
+              weights: torch.Tensor, jitter: bool, grid: torch.Tensor | None) -> Samples:
+        """``fine_samples`` importance samples (B, F) of rays (B, 3) + (B, 3) drawn from the
+        coarse ``weights`` (B, S) of the strata of ``coarse``, kept by the same box and grid
+        rules; ``delta`` is 0 (they are rendered merged with the coarse samples)."""
+        n = self.nerf
+        if grid is not None and not bool(torch.isfinite(grid).all()):
+            grid = None
+        edges = torch.linspace(n.near, n.far, n.ray_samples + 1, device=weights.device,
+                               dtype=coarse.t.dtype)
+        t = sample_pdf(edges, weights, n.fine_samples, jitter).to(coarse.t.dtype)
+        keep, x = kept_inputs(origins.to(t.device), dirs.to(t.device), t, n.bound, grid,
+                              n.grid_threshold)
+        return Samples(t, keep, x, 0.0)
+
     def batch(self, idx: torch.Tensor) -> Batch:
-        """Rays of pixels ``idx`` (B,): stratified samples (kept ones in ``x``), target colours."""
+        """Rays of pixels ``idx`` (B,): stratified samples (kept ones in ``x``), target colours.
+        With ``fine_samples``, also importance samples placed by the bound field (``x`` = coarse
+        then fine inputs; on the field's device)."""
         if len(idx) == 0:
             raise InrlabError("a batch needs at least one ray: set train.batch_size > 0")
-        s = self._march(self.origins[idx], self.dirs[idx], True, self.grid)
-        return Batch(idx, s.x, self.y[idx], {"t": s.t, "keep": s.keep, "delta": s.delta})
+        o, d = self.origins[idx], self.dirs[idx]
+        s = self._march(o, d, True, self.grid)
+        extra: dict[str, Any] = {"t": s.t, "keep": s.keep, "delta": s.delta}
+        if not self.nerf.fine_samples:
+            return Batch(idx, s.x, self.y[idx], extra)
+        if self.field is None:
+            raise InrlabError("coarse + fine sampling needs the field that places the fine "
+                              "samples: call problem.step(model, step) before problem.batch")
+        model = self.field
+        p = next(model.parameters())
+        s = Samples(s.t.to(p.device), s.keep.to(p.device), s.x.to(p.device), s.delta)
+        was = model.training
+        model.eval()  # batch-coupled norms: this batch's statistics, running ones untouched
+        try:
+            with torch.no_grad():
+                w = self.render_samples(model(s.x.to(p.dtype)), s)[1]
+        finally:
+            model.train(was)
+        f = self._fine(o, d, s, w, True, self.grid)
+        extra.update(t=s.t, keep=s.keep, t_fine=f.t, keep_fine=f.keep)
+        return Batch(idx.to(p.device), torch.cat([s.x, f.x]), self.y[idx].to(p.device), extra)
 
     def full_batch(self) -> Batch:
         raise InrlabError(f"{self.name}: NeRF draws new rays and samples every step, so it needs "
@@ -105,9 +160,46 @@ class NeRF(Problem):
                           f"rays (e.g. --train.batch_size 1024)")
 
     def forward(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Pixel colours (B, 3) rendered from the field's raw outputs (P, 4) at ``batch.x``."""
+        """Pixel colours (B, 3) rendered from the field's raw outputs (P, 4) at ``batch.x``; with
+        fine samples (B, 6): the colour of the coarse + fine union, then the coarse colour."""
         s = Samples(batch.extra["t"], batch.extra["keep"], batch.x, batch.extra["delta"])
-        return self.render_samples(out, s)[0]
+        if "t_fine" not in batch.extra:
+            return self.render_samples(out, s)[0]
+        pc = int(s.keep.sum())
+        f = Samples(batch.extra["t_fine"], batch.extra["keep_fine"], batch.x[pc:], 0.0)
+        return torch.cat([self.render_fine(out[:pc], s, out[pc:], f)[0],
+                          self.render_samples(out[:pc], s)[0]], 1)
+
+    def render_fine(self, out_c: torch.Tensor, coarse: Samples, out_f: torch.Tensor,
+                    fine: Samples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Colour (B, 3), weights (B, S + F), opacity (B,) and depth (B,) of the sorted union of
+        ``coarse`` and ``fine`` samples, answered by the field with ``out_c`` and ``out_f``."""
+        n = self.nerf
+        return render_merged(out_c, coarse, out_f, fine, n.near, n.far, n.density_activation,
+                             self.background)
+
+    def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """MSE; with fine samples the mean of the fine and the coarse colours' MSEs (nerf-pytorch
+        sums the two: the ½ changes nothing under Adam and keeps the loss a per-pixel MSE)."""
+        return torch.mean(self.residual(pred, y) ** 2)
+
+    def residual(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """pred − y (B, C), the targets repeated for the coarse channels of a fine batch."""
+        return pred - (y.repeat(1, pred.shape[1] // y.shape[1]) if pred.shape[1] != y.shape[1]
+                       else y)
+
+    def measure(self, model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+        """As :meth:`Problem.measure`, with ``model`` placing the fine samples."""
+        self.field = model
+        return super().measure(model, idx)
+
+    def kernel(self, model: nn.Module, idx: torch.Tensor, method: str = "auto",
+               dtype: torch.dtype = torch.float64, outputs: str | int = "surrogate"
+               ) -> torch.Tensor:
+        """As :meth:`Problem.kernel` (the eNTK of the rendered colours, fine and coarse channels
+        with fine samples), with ``model`` placing the fine samples."""
+        self.field = model
+        return super().kernel(model, idx, method, dtype, outputs)
 
     def render_samples(self, out: torch.Tensor, samples: Samples
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,7 +212,8 @@ class NeRF(Problem):
     def render_rays(self, model: nn.Module, origins: torch.Tensor, dirs: torch.Tensor,
                     chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Eval-mode colour (N, 3), depth (N,) and opacity (N,) of rays (N, 3) + (N, 3), on the
-        CPU; stratum midpoints, skipping empty cells of the model's occupancy grid."""
+        CPU; stratum midpoints, skipping empty cells of the model's occupancy grid; with fine
+        samples, the coarse + fine union (fine samples at the coarse PDF's midpoint quantiles)."""
         p = next(model.parameters())
         grid = getattr(model, "occupancy", None)
         was = model.training
@@ -130,7 +223,11 @@ class NeRF(Problem):
             for i in range(0, len(origins), chunk):
                 o, d = origins[i:i + chunk].to(p.device), dirs[i:i + chunk].to(p.device)
                 s = self._march(o, d, False, grid)
-                c, _, acc, dep = self.render_samples(model(s.x.to(p.dtype)), s)
+                out = model(s.x.to(p.dtype))
+                c, w, acc, dep = self.render_samples(out, s)
+                if self.nerf.fine_samples:
+                    f = self._fine(o, d, s, w, False, grid)
+                    c, _, acc, dep = self.render_fine(out, s, model(f.x.to(p.dtype)), f)
                 cols.append(c.float().cpu())
                 depths.append(dep.float().cpu())
                 accs.append(acc.float().cpu())

@@ -13,6 +13,15 @@ quadrature of the volume rendering integral
     C = Σ_k w_k c_k + (1 − Σ_k w_k)·background,   depth = Σ_k w_k t_k / Σ_k w_k
 
 which is exact for piecewise-constant fields (a homogeneous slab of length L transmits e^{−σL}).
+
+Importance sampling (coarse + fine, ``signal.nerf.fine_samples`` = F > 0). The coarse weights w_k
+make a piecewise-constant PDF over the strata, p ∝ w_k + 10⁻⁵ on [near + kδ, near + (k+1)δ)
+(the ε keeps it proper when a ray hits nothing); F fine distances are its inverse CDF at
+u_j = (j + v_j)/F, v_j ~ U[0, 1) when training and ½ when rendering (:func:`sample_pdf`, sorted
+by construction). The union of coarse and fine samples, sorted, is rendered with per-sample
+widths δ_k: the sample's cell of the Voronoi partition of [near, far], from the midpoint to its
+left neighbour to the midpoint to its right one (:func:`interval_widths`; Σδ_k = far − near, and
+midpoint strata get δ_k = δ exactly).
 """
 
 from __future__ import annotations
@@ -31,17 +40,19 @@ class Samples:
     """Samples of B rays, S strata each.
 
     Attributes:
-        t: (B, S) distances along the unit ray directions.
+        t: (B, S) distances along the unit ray directions ((S,), shared by every ray, for the
+            stratum midpoints of rendering).
         keep: (B, S) bool, the samples the field is evaluated at (P = keep.sum()).
         x: (P, 6) field inputs of the kept samples, row-major over (B, S): position / bound
             in [-1, 1]³ and the unit ray direction.
-        delta: stratum width δ.
+        delta: stratum width δ (a float), or per-sample widths (B, S) of a merged coarse + fine
+            sample set (:func:`interval_widths`).
     """
 
     t: torch.Tensor
     keep: torch.Tensor
     x: torch.Tensor
-    delta: float
+    delta: float | torch.Tensor
 
 
 def ray_box(origins: torch.Tensor, dirs: torch.Tensor, bound: float
@@ -76,6 +87,15 @@ def march(origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float, n_
     k = torch.arange(n_samples, device=origins.device, dtype=origins.dtype)
     u = torch.rand(b, n_samples, device=origins.device, dtype=origins.dtype) if jitter else 0.5
     t = near + (k + u) * delta
+    return Samples(t, *kept_inputs(origins, dirs, t, bound, grid, threshold), delta)
+
+
+def kept_inputs(origins: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, bound: float,
+                grid: torch.Tensor | None, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which samples at distances ``t`` (B, S) along rays ``origins``, ``dirs`` (B, 3) are kept —
+    inside the box [-bound, bound]³ and, with an occupancy ``grid``, in an occupied cell — as
+    ``keep`` (B, S) bool, and the field inputs (P, 6) of the kept ones (row-major over (B, S)).
+    ``t`` may be (S,), shared by every ray (stratum midpoints)."""
     t_in, t_out = ray_box(origins, dirs, bound)
     keep = (t >= t_in[:, None]) & (t <= t_out[:, None])
     pos = (origins[:, None, :] + t[..., None] * dirs[:, None, :]) / bound  # (B, S, 3)
@@ -83,8 +103,40 @@ def march(origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float, n_
         sel = keep.clone()
         sel[keep] = occupied(grid, threshold, pos[keep])
         keep = sel
-    x = torch.cat([pos[keep], dirs[:, None, :].expand(-1, n_samples, -1)[keep]], 1)
-    return Samples(t, keep, x, delta)
+    x = torch.cat([pos[keep], dirs[:, None, :].expand(-1, keep.shape[1], -1)[keep]], 1)
+    return keep, x
+
+
+def sample_pdf(edges: torch.Tensor, weights: torch.Tensor, n: int, jitter: bool,
+               eps: float = 1e-5) -> torch.Tensor:
+    """Inverse-CDF samples (B, n), sorted, of the piecewise-constant PDF ∝ ``weights`` (B, S) + eps
+    on the bins between ``edges`` (S + 1,) or (B, S + 1) (increasing). Quantiles u_j = (j + v_j)/n
+    with v_j ~ U[0, 1) from torch's global generator when ``jitter`` (stratified), else ½."""
+    b, s = weights.shape
+    w = weights.detach() + eps
+    cdf = torch.cumsum(w / w.sum(1, keepdim=True), 1)
+    cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf[:, :-1], torch.ones_like(cdf[:, :1])], 1)
+    j = torch.arange(n, device=w.device, dtype=w.dtype)
+    v = (torch.rand(b, n, device=w.device, dtype=w.dtype) if jitter
+         else torch.full((b, n), 0.5, device=w.device, dtype=w.dtype))
+    u = (j + v) / n
+    hi = torch.searchsorted(cdf, u.contiguous(), right=True).clamp(1, s)  # cdf[hi-1] ≤ u < cdf[hi]
+    lo = hi - 1
+    c0, c1 = cdf.gather(1, lo), cdf.gather(1, hi)
+    e = edges.to(w.dtype).expand(b, s + 1)
+    e0, e1 = e.gather(1, lo), e.gather(1, hi)
+    frac = ((u - c0) / (c1 - c0).clamp_min(1e-12)).clamp(0, 1)
+    return e0 + frac * (e1 - e0)
+
+
+def interval_widths(t: torch.Tensor, near: float, far: float) -> torch.Tensor:
+    """Widths (B, S) of the cells of sorted samples ``t`` (B, S) in [near, far]: from the midpoint
+    to the previous sample (``near`` for the first) to the midpoint to the next (``far`` for the
+    last), so the widths tile [near, far]."""
+    mid = (t[:, 1:] + t[:, :-1]) / 2
+    lo = torch.cat([torch.full_like(t[:, :1], near), mid], 1)
+    hi = torch.cat([mid, torch.full_like(t[:, :1], far)], 1)
+    return hi - lo
 
 
 def density_activation(raw: torch.Tensor, kind: str) -> torch.Tensor:
@@ -97,10 +149,12 @@ def density_activation(raw: torch.Tensor, kind: str) -> torch.Tensor:
     return torch.exp(raw.clamp(max=15))
 
 
-def composite(sigma: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, delta: float,
-              background: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def composite(sigma: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor,
+              delta: float | torch.Tensor, background: float
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Volume rendering of densities ``sigma`` (B, S) ≥ 0 and colours ``rgb`` (B, S, 3) at
-    distances ``t`` (B, S) with stratum width ``delta`` over a grey-level ``background``.
+    distances ``t`` (B, S) with stratum width ``delta`` (a float, or per-sample widths (B, S)) over
+    a grey-level ``background``.
 
     Returns colour (B, 3), weights w (B, S), opacity Σw (B,) and expected depth (B,) (distance
     along the ray, normalised by the opacity; ``far``-independent: 0 where nothing is hit)."""
@@ -129,6 +183,24 @@ def render_outputs(out: torch.Tensor, samples: Samples, activation: str, backgro
     raw_sigma, raw_rgb = scatter(out, samples.keep)
     sigma = torch.where(samples.keep, density_activation(raw_sigma, activation), 0.0)
     return composite(sigma, torch.sigmoid(raw_rgb), samples.t, samples.delta, background)
+
+
+def render_merged(out_c: torch.Tensor, coarse: Samples, out_f: torch.Tensor, fine: Samples,
+                  near: float, far: float, activation: str, background: float
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Colour (B, 3), weights (B, S + F), opacity (B,) and depth (B,) of the union of ``coarse``
+    (B, S; its ``t`` may be (S,)) and ``fine`` (B, F) samples, sorted by distance, with the
+    field's raw outputs ``out_c`` (P_c, 4) and ``out_f`` (P_f, 4) at their kept samples and the
+    widths of :func:`interval_widths`; skipped samples have zero density. Differentiable in both
+    outputs."""
+    sc, rc = scatter(out_c, coarse.keep)
+    sf, rf = scatter(out_f, fine.keep)
+    t, order = torch.sort(torch.cat([coarse.t.expand_as(coarse.keep), fine.t], 1), 1)
+    keep = torch.cat([coarse.keep, fine.keep], 1).gather(1, order)
+    raw_sigma = torch.cat([sc, sf], 1).gather(1, order)
+    raw_rgb = torch.cat([rc, rf], 1).gather(1, order[..., None].expand(-1, -1, rc.shape[2]))
+    sigma = torch.where(keep, density_activation(raw_sigma, activation), 0.0)
+    return composite(sigma, torch.sigmoid(raw_rgb), t, interval_widths(t, near, far), background)
 
 
 @torch.no_grad()
