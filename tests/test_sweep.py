@@ -440,3 +440,21 @@ def test_store_keys_survive_per_kind_config_sections(name, tech, norm, key):
     cfg = preset(name)
     set_fields(cfg, [("train.technique", tech), ("signal.name", "camera"), ("model.norm", norm)])
     assert config_key(cfg) == key
+
+
+def test_new_config_fields_are_left_out_of_store_keys_at_their_default():
+    """A field added to the configs changes every sweep key unless ``_KEY_NEW_FIELDS`` leaves it
+    out at its default: this fails for a new field missing there (add it with its default). The
+    built-in fields are read in a fresh interpreter (other tests register plugin kinds)."""
+    from inrlab.config import RunConfig, get_field
+    from inrlab.sweep.spec import _KEY_NEW_FIELDS
+
+    frozen = set(json.loads((Path(__file__).parent / "data" / "key_schema_fields.json").read_text()))
+    listed = {".".join((*path, name)): default for (path, name), default in _KEY_NEW_FIELDS.items()}
+    code = "import json; from inrlab.config import field_paths; print(json.dumps(field_paths()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    added = set(json.loads(out)) - frozen
+    assert added <= set(listed), f"add {sorted(added - set(listed))} to sweep/spec.py _KEY_NEW_FIELDS"
+    for path, default in listed.items():
+        assert get_field(RunConfig(), path) == default, path
