@@ -89,12 +89,10 @@ def test_trainer_callbacks_see_every_step_and_add_metrics(tmp_path):
 def test_subset_scores_only_count_their_pixels():
     import torch
 
-    from inrlab.sweep.jobs import subset_scores
-
     sig = Image(np.random.default_rng(0).random((48, 48, 3)), heldout=0.2)
     pred = sig.targets.clone()
     pred[sig.heldout_idx] += 0.3 * torch.randn(len(sig.heldout_idx), 3)
-    s = subset_scores(sig, pred.numpy())
+    s = sig.subset_scores(pred.numpy())
     assert s["ssim_train"] == 1.0 and s["ms_ssim_train"] == 1.0
     assert s["psnr_train"] > 100
     assert s["ssim_heldout"] < 0.99 and s["psnr_heldout"] < 30

@@ -232,6 +232,25 @@ class Image(Signal):
         out["ms_ssim"] = ms_ssim(p, y)
         return out
 
+    def subset_scores(self, pred: np.ndarray) -> dict[str, float | None]:
+        """PSNR, SSIM, MS-SSIM of the training and held-out pixels (``psnr_train`` …) of a
+        prediction (N, C). SSIM / MS-SSIM of a subset are those of the composite image taking the
+        prediction at the subset's pixels and the target elsewhere (so only that subset's errors
+        count)."""
+        from ..train.metrics import psnr
+
+        p = self.to_image(pred).reshape(self.n, -1)
+        y = self.to_image(self.targets).reshape(self.n, -1)
+        out: dict[str, float | None] = {}
+        for name, idx in (("train", self.train_idx.numpy()), ("heldout", self.heldout_idx.numpy())):
+            comp = y.copy()
+            comp[idx] = p[idx]
+            img, ref = comp.reshape(*self.grid_shape, -1), y.reshape(*self.grid_shape, -1)
+            out[f"psnr_{name}"] = psnr(p[idx], y[idx], 1.0)
+            out[f"ssim_{name}"] = ssim(img, ref)
+            out[f"ms_ssim_{name}"] = ms_ssim(img, ref)
+        return out
+
     def preview(self) -> np.ndarray:
         return self.to_image(self.targets)
 

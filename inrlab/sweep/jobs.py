@@ -193,42 +193,22 @@ JOBS["fresh_validate"] = Job(fresh_job, {"sweep": REQUIRED, "default": None, "bi
 # ---------------------------------------------------------------------------- callbacks
 
 
-def subset_scores(sig: Any, pred: np.ndarray) -> dict[str, float | None]:
-    """PSNR, SSIM, MS-SSIM of an image's training and held-out pixels (``psnr_train`` …) for a
-    prediction (N, C). SSIM / MS-SSIM of a subset are those of the composite image taking the
-    prediction at the subset's pixels and the target elsewhere (so only that subset's errors
-    count)."""
-    from ..train.metrics import ms_ssim, psnr, ssim
-
-    p = sig.to_image(pred).reshape(sig.n, -1)
-    y = sig.to_image(sig.targets).reshape(sig.n, -1)
-    out: dict[str, float | None] = {}
-    for name, idx in (("train", sig.train_idx.numpy()), ("heldout", sig.heldout_idx.numpy())):
-        comp = y.copy()
-        comp[idx] = p[idx]
-        img, ref = comp.reshape(*sig.grid_shape, -1), y.reshape(*sig.grid_shape, -1)
-        out[f"psnr_{name}"] = psnr(p[idx], y[idx], 1.0)
-        out[f"ssim_{name}"] = ssim(img, ref)
-        out[f"ms_ssim_{name}"] = ms_ssim(img, ref)
-    return out
-
-
 class SubsetScores:
-    """``on_end``: :func:`subset_scores` of the final model (images only)."""
+    """``on_end``: the problem's ``subset_scores`` of the final model (images: train / held-out
+    PSNR, SSIM, MS-SSIM)."""
 
     def on_step(self, trainer: Trainer, step: int) -> None:
         pass
 
     def on_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         from ..models import predict
-        from ..problems import Image
 
         sig = trainer.problem
-        if not isinstance(sig, Image):
+        if not hasattr(sig, "subset_scores"):
             raise InrlabError(f"callback subset_scores scores images, not {sig.name!r}: remove it "
                               f"from job.callbacks")
         pred = predict(trainer.model, sig.coords.to(trainer.device)).float().cpu().numpy()
-        metrics.update(subset_scores(sig, pred))
+        metrics.update(sig.subset_scores(pred))
 
 
 class EntkSpectra:
