@@ -517,6 +517,15 @@ def test_neus_trains_and_extracts_a_mesh(scene: Path, tmp_path: Path):
     assert res.model.log_s.grad is not None or res.model.log_s.requires_grad
 
 
+def test_iga_on_neus_is_refused_in_one_line(scene: Path, tmp_path: Path):
+    """NeuS's loss adds an eikonal term IGA cannot balance: a clear error, not a shape mismatch."""
+    cfg = _cfg(scene, **{"train.steps": 3, "signal.nerf.grid": 0, "train.technique": "iga",
+                         "train.iga.group": 2})
+    cfg.signal.name = f"neus:{scene}"
+    with pytest.raises(InrlabError, match="eikonal.*train.technique mse or fr"):
+        inrlab.run(cfg, tmp_path / "neus-iga", progress=False)
+
+
 @pytest.mark.slow
 def test_neus_fit_improves_chamfer_over_its_initial_sphere(scene: Path):
     import trimesh

@@ -417,6 +417,11 @@ class IGA(Technique):
             k_of = slots % p
             self._layout = (idx, groups, local, k_of)
         r = self.problem.residual(pred.detach(), y).double()
+        if r.shape[1] != ch:
+            raise InrlabError(f"IGA balances a loss on the predicted measurements alone, but "
+                              f"{self.problem.name}'s prediction has {ch} channels for a "
+                              f"{r.shape[1]}-channel residual (a further loss term, e.g. NeuS's "
+                              f"eikonal): use train.technique mse or fr")
         if not bool(torch.isfinite(r).all()):
             return self.problem.loss(pred, y)  # let the trainer report the divergence
         res = torch.zeros(len(groups), p, ch, dtype=torch.float64, device=dev)
