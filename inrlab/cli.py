@@ -128,17 +128,20 @@ def cmd_bench(args: argparse.Namespace, extra: dict[str, str]) -> int:
 
 def check_bench_numbers(args: argparse.Namespace) -> None:
     """Every numeric benchmark option (repeats, sizes, points, …) must be a finite number > 0;
-    only ``--start`` (the first FreSh candidate) may be any finite number."""
+    ``--profile`` may be 0 (off, its default) and ``--start`` (the first FreSh candidate) any
+    finite number."""
     import math
 
     for name, value in vars(args).items():
         values = value if isinstance(value, list) else [value]
+        floor = {"start": -math.inf, "profile": 0}.get(name)
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
-            if not math.isfinite(v) or (v <= 0 and name != "start"):
+            if not math.isfinite(v) or (v < floor if floor is not None else v <= 0):
+                need = {None: " > 0", 0: " ≥ 0"}.get(floor, "")
                 raise InrlabError(f"--{name.replace('_', '-')} {v} is impossible: give a finite "
-                                  f"number{'' if name == 'start' else ' > 0'}")
+                                  f"number{need}")
 
 
 def _compress_parser(sub: Any) -> None:

@@ -427,12 +427,19 @@ def test_size_guards_name_the_limit(monkeypatch):
      "INRLAB_MAX_FRESH_CANDIDATES"),
     (["fit", "sines:5@64", "--width", "100000000"], "INRLAB_MAX_MEMORY_GB"),
     (["bench", "step-time", "--repeats", "0"], "--repeats 0"),
+    (["bench", "step-time", "--profile", "-1"], "--profile -1"),
     (["bench", "entk", "--points", "256", "-3"], "--points -3"),
 ])
 def test_cli_bad_numbers_are_one_line_errors(argv, msg, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("inrlab: error:") and msg in err and err.count("\n") == 1
+
+
+def test_bench_step_time_runs_with_its_defaults(tmp_path):
+    """``--profile`` defaults to 0 (off): the numeric checks must let it through."""
+    assert main(["bench", "step-time", "--presets", "relu", "--size", "8", "--repeats", "1",
+                 "--out", str(tmp_path / "st")]) == 0
 
 
 def test_ntk_points_memory_guard(monkeypatch, capsys, tmp_path):
