@@ -177,3 +177,20 @@ def test_torch_schedulers_follow_the_closed_form(kw):
         assert opt.param_groups[0]["lr"] == pytest.approx(t.lr * lr_factor(t, s), rel=1e-9), s
         opt.step()
         sched.step()
+
+
+def test_corrupt_scheduler_state_is_a_one_line_error(small_image, tmp_path):
+    """A checkpoint whose scheduler entry is garbage is refused like any corrupt checkpoint, and
+    the run folder's files are kept."""
+    from inrlab.utils import atomic_torch_save, safe_torch_load
+
+    over = {**FAST, "train.schedule": "cosine", "train.checkpoint_every": 7}
+    _fit_and_interrupt(small_image, tmp_path / "r", over)
+    ck = safe_torch_load(tmp_path / "r" / "checkpoint.pt")
+    ck["scheduler"] = {"last_epoch": "not a number"}
+    atomic_torch_save(ck, tmp_path / "r" / "checkpoint.pt")
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    with pytest.raises(InrlabError, match="corrupt.*--overwrite"):
+        fit(small_image, "pe", steps=20, out=tmp_path / "r", resume=True, progress=False,
+            overrides=over)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before

@@ -255,6 +255,9 @@ class Trainer:
             return
         if state is not None:
             self.scheduler.load_state_dict(state)
+            if self.scheduler.last_epoch != step:  # it steps once per training step
+                raise ValueError(f"scheduler state at step {self.scheduler.last_epoch!r}, "
+                                 f"checkpoint at {step}")
             return
         self.scheduler.last_epoch = step
         lr = self.cfg.train.lr * lr_factor(self.cfg.train, step)
