@@ -162,7 +162,8 @@ def test_iga_sines_tiny(tmp_path, capsys):
 def test_ntk_spectra_tiny(tmp_path, capsys):
     path = tiny(tmp_path, "ntk_multigrid",
                 {"signal.size": 16, "model.width": 8, "model.depth": 1, "train.steps": 4,
-                 "train.eval_every": 4, "job.points": 16, "job.spectra_at": [0, 4]},
+                 "train.eval_every": 4, "job.points": 16, "job.spectra_at": [0, 4],
+                 "job.definitions": ["ntk_param"]},
                 {"signals": ["camera"],
                  "model": [{"label": "identity", "preset": "relu"},
                            {"label": "mpe", "preset": "mpe", "job.no_grid": True,
@@ -171,7 +172,9 @@ def test_ntk_spectra_tiny(tmp_path, capsys):
     text = run_tiny(path, tmp_path / "out", capsys)
     assert "λ_min orders vs identity" in text and "| mpe |" in text and "after training" in text
     spectra = next(m for k, m in metrics(tmp_path / "out").items() if k.endswith("mpe"))["spectra"]
-    assert set(spectra) == {"step 0", "step 0 no grid", "step 4", "step 4 no grid"}
+    assert set(spectra) == {f"step {s}{d}" for s in (0, 4)
+                            for d in ("", " no grid", " ntk_param")}
+    assert "| log10 λ_max/mean |" in text and "### step 0 ntk_param" in text
     for step in (0, 4):
         full = np.array(spectra[f"step {step}"]["eigenvalues"])
         nogrid = np.array(spectra[f"step {step} no grid"]["eigenvalues"])
@@ -214,3 +217,14 @@ def test_kodak_papers_tiny(tmp_path, capsys, kodak):
                           {"label": "batch", "model.norm": "batch"}]})
     text = run_tiny(path, tmp_path / "c", capsys)
     assert "| bpp ≤ | none | batch | JPEG | WEBP | best INR |" in text
+
+
+def test_mean_curve_of_spectra_of_different_lengths():
+    """Images of different aspect ratios give kernels of different N: their sorted curves are
+    averaged at common fractional ranks (equal lengths: the plain mean)."""
+    from inrlab.sweep.analyses.ntk import mean_curve
+
+    a, b = np.array([1.0, 3.0, 2.0]), np.array([6.0, 4.0, 5.0])
+    assert np.allclose(mean_curve([a, b]), [4.5, 3.5, 2.5])
+    out = mean_curve([np.array([4.0, 3.0, 2.0, 1.0, 0.0]), np.array([8.0, 4.0, 0.0])])
+    assert out.shape == (3,) and np.allclose(out, [6.0, 3.0, 0.0])

@@ -12,11 +12,13 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
+from ..errors import InrlabError
 from ..problems import Problem
 from ..train.trainer import run
 from ..utils import resolve_device, seed_everything, write_json
-from .kernel import kernel, resolve_method
-from .spectrum import eigenvector_frequencies, eigh, summary
+from .kernel import resolve_method
+from .parts import definition_kernel
+from .spectrum import eigenvector_frequencies, eigh, kernel_moments, summary
 
 
 def model_for(cfg: RunConfig, problem: Problem, steps: int = 0) -> tuple[nn.Module, dict[str, Any]]:
@@ -33,16 +35,21 @@ def model_for(cfg: RunConfig, problem: Problem, steps: int = 0) -> tuple[nn.Modu
 
 def model_spectrum(model: nn.Module, x: torch.Tensor | tuple[Problem, torch.Tensor],
                    grid_shape: tuple[int, ...] | None = None, method: str = "auto",
-                   n_vectors: int = 8, transform=None) -> dict[str, Any]:
+                   n_vectors: int = 8, transform=None, definition: str = "full"
+                   ) -> dict[str, Any]:
     """Summary of the eNTK spectrum of ``model`` on points ``x`` (N, d), or on the measurements
     of a problem (``x = (problem, idx)``: the measurement-space kernel), the route and seconds
     taken, and with ``grid_shape`` the frequency content of the ``n_vectors`` leading
-    eigenvectors. ``transform(K) -> K`` edits the kernel before its eigen-decomposition."""
+    eigenvectors. ``transform(K) -> K`` edits the kernel before its eigen-decomposition;
+    ``definition`` picks which parameters form the kernel (``inrlab.ntk.parts``; points only)."""
     t = time.perf_counter()
+    if isinstance(x, tuple) and definition != "full":
+        raise InrlabError(f"eNTK definition {definition!r} is for kernels on points: the "
+                          f"measurement-space kernel uses every parameter (definition 'full')")
     if isinstance(x, tuple):
         k = x[0].kernel(model, x[1], method=method)
     else:
-        k = kernel(model, x.to(next(model.parameters()).device), method)
+        k = definition_kernel(model, x.to(next(model.parameters()).device), definition, method)
     if transform is not None:
         k = transform(k)
     route = x[0].kernel_route(model, method) if isinstance(x, tuple) else resolve_method(model, method)
@@ -52,6 +59,7 @@ def model_spectrum(model: nn.Module, x: torch.Tensor | tuple[Problem, torch.Tens
         out |= summary(lam) | eigenvector_frequencies(vec[:, :n_vectors], grid_shape)
     else:
         out |= summary(eigh(k))
+    out |= kernel_moments(k)
     out["seconds"] = round(time.perf_counter() - t, 3)
     out["parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return out

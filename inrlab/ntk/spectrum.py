@@ -73,6 +73,22 @@ def summary(eigenvalues: np.ndarray) -> dict[str, Any]:
             "singular": bool(lmin <= floor)}
 
 
+def kernel_moments(k: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """``diag_mean`` κ₁ = tr K / N (= the mean eigenvalue) and ``offdiag_mean`` κ₂, the mean of
+    the N(N−1) off-diagonal entries of the kernel ``k`` (N, N).
+
+    κ₂ measures how much all points move together: when it is large the constant direction
+    carries an eigenvalue ≈ κ₁ + (N−1)·κ₂ that dominates λ_max. Removing the batch mean (batch
+    normalization) drives κ₂ towards 0 and lowers λ_max while leaving κ₁ (Karakida et al.,
+    NeurIPS 2019, "pathological sharpness").
+    """
+    a = _as_numpy(k)
+    n = a.shape[0]
+    diag = float(np.trace(a)) / n
+    off = (float(a.sum()) - diag * n) / (n * (n - 1)) if n > 1 else 0.0
+    return {"diag_mean": diag, "offdiag_mean": off}
+
+
 def report(k: torch.Tensor | np.ndarray, grid_shape: tuple[int, ...] | None = None,
            n_vectors: int = 8, n_bands: int = 8) -> dict[str, Any]:
     """:func:`summary` of kernel ``k`` (N, N); with ``grid_shape`` (points on a regular grid in

@@ -21,7 +21,8 @@ Callbacks:
 * ``subset_scores``: PSNR / SSIM / MS-SSIM of an image's training and held-out pixels;
 * ``entk_spectra``: ``spectra``, eNTK spectrum summaries at the steps ``spectra_at`` on
   ``points`` points (``points`` 256, ``sampling`` "regular", ``spectra_at`` [0], ``no_grid``
-  false).
+  false, ``definitions`` []: more kernels by the definitions of ``inrlab.ntk.parts``, e.g.
+  "ntk_param", "hidden", "head", "no_affine").
 
 Plugins add kinds with ``@JOBS.register("name")`` on a :class:`Job` (entry point group
 ``inrlab.jobs``) and callbacks with ``@CALLBACKS.register`` (``inrlab.callbacks``).
@@ -215,10 +216,19 @@ class EntkSpectra:
     """eNTK spectrum summaries (``model_spectrum``) on ``points`` points of the problem's grid at
     the steps ``spectra_at``, also without the grid-table term when ``no_grid``; kept in
     ``RUN/spectra.jsonl`` (so a resumed run keeps the earlier ones) and added to the metrics as
-    ``spectra`` {"step N" | "step N no grid": summary}."""
+    ``spectra`` {"step N" | "step N no grid" | "step N DEFINITION": summary}; ``definitions``
+    adds the kernels of ``inrlab.ntk.parts`` by those definitions."""
 
-    def __init__(self, points: int, sampling: str, at: list[int], no_grid: bool):
+    def __init__(self, points: int, sampling: str, at: list[int], no_grid: bool,
+                 definitions: tuple[str, ...] = ()):
+        from ..ntk.parts import DEFINITIONS
+
         self.points, self.sampling, self.at, self.no_grid = points, sampling, set(at), no_grid
+        for d in definitions:
+            if d not in DEFINITIONS or d == "full":
+                raise InrlabError(f"entk_spectra: unknown definition {d!r} in job.definitions: "
+                                  f"choose among {', '.join(x for x in DEFINITIONS if x != 'full')}")
+        self.definitions = tuple(definitions)
         self.spectra: dict[str, Any] = {}
 
     def on_step(self, trainer: Trainer, step: int) -> None:
@@ -239,6 +249,8 @@ class EntkSpectra:
                 raise InrlabError("entk_spectra: no_grid needs a grid encoding (mpe, hash)")
             table.requires_grad_(False)
             recs[f"step {step} no grid"] = model_spectrum(frozen, x, shape)
+        for d in self.definitions:
+            recs[f"step {step} {d}"] = model_spectrum(trainer.model, x, shape, definition=d)
         self.spectra.update(recs)
         if trainer.out is not None:
             with open(trainer.out / "spectra.jsonl", "a") as f:
@@ -257,5 +269,6 @@ class EntkSpectra:
 CALLBACKS["subset_scores"] = CallbackKind(lambda p: SubsetScores())
 CALLBACKS["entk_spectra"] = CallbackKind(
     lambda p: EntkSpectra(int(p["points"]), str(p["sampling"]), [int(s) for s in p["spectra_at"]],
-                          bool(p["no_grid"])),
-    {"points": 256, "sampling": "regular", "spectra_at": [0], "no_grid": False})
+                          bool(p["no_grid"]), tuple(str(d) for d in p["definitions"])),
+    {"points": 256, "sampling": "regular", "spectra_at": [0], "no_grid": False,
+     "definitions": []})

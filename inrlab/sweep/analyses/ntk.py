@@ -22,6 +22,16 @@ def _log10(v: Any, floor: float) -> Any:
     return np.log10(np.maximum(np.inf if v is None else v, floor))
 
 
+def mean_curve(spectra: list[np.ndarray]) -> np.ndarray:
+    """The mean of descending eigenvalue curves (N_i,) of possibly different lengths (images of
+    different aspect ratios give different numbers of regular points): each curve is resampled
+    at the fractional ranks of the shortest, (min N_i,), then averaged."""
+    curves = [np.sort(np.asarray(s, np.float64))[::-1] for s in spectra]
+    n = min(c.size for c in curves)
+    at = np.linspace(0, 1, n)
+    return np.mean([np.interp(at, np.linspace(0, 1, c.size), c) for c in curves], 0)
+
+
 def model_label(row: dict[str, Any]) -> str:
     """A run's model: its axis values other than the signal and the seed, joined by '-'."""
     return "-".join(v for k, v in row["axes"].items() if k not in ("signal", "seed")) or "model"
@@ -55,6 +65,14 @@ def ntk_spectra(ctx: Context) -> Result:
                     for s in STATS}
             rec["mean log10 λ"] = float(np.mean([np.mean(_log10(np.asarray(x["eigenvalues"]),
                                                                  x["floor"])) for x in sp]))
+            # the shape of the spectrum relative to its mean (a trace-normalised kernel's)
+            rec["log10 λ_max/mean"] = float(np.mean([np.log10(x["lambda_max"] / x["mean"])
+                                                      for x in sp]))
+            rec["log10 var/mean²"] = float(np.mean([np.log10(x["variance"] / x["mean"] ** 2)
+                                                     for x in sp]))
+            if all("offdiag_mean" in x for x in sp):
+                rec["offdiag/diag"] = float(np.mean([x["offdiag_mean"] / x["diag_mean"]
+                                                      for x in sp]))
             rec["singular"] = sum(bool(x["singular"]) for x in sp)
             base = stage.replace(" no grid", "")
             for ref in refs:
@@ -89,8 +107,7 @@ def ntk_spectra(ctx: Context) -> Result:
     for stage in (stages[0], stages[-1]) if len(stages) > 1 else stages[:1]:
         step = stage.split()[1]
         curves = {f"{m} {k.replace(f'step {step}', '').strip()}".strip():
-                  np.mean([np.sort(np.asarray(x["spectra"][k]["eigenvalues"]))[::-1]
-                           for x in per.values()], 0)
+                  mean_curve([np.asarray(x["spectra"][k]["eigenvalues"]) for x in per.values()])
                   for m, per in runs.items()
                   for k in (f"step {step}", f"step {step} no grid")
                   if all(k in x["spectra"] for x in per.values())}
