@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 SCHEDULES = ("constant", "step", "exponential", "cosine")
+NORM_PLACEMENTS = ("pre", "post", "scaled")  # model.norm_placement (inrlab.models.mlp.hidden_layer)
 
 
 # --------------------------------------------------------------------------- components
@@ -162,6 +163,9 @@ class ModelConfig:
     width: int = 256
     depth: int = 3
     norm_momentum: float = 0.1  # running statistics of batch/global/cross norms
+    # where a hidden layer's norm sits: pre (Linear → norm → act), post (Linear → act → norm),
+    # scaled (Linear → norm → ÷ω₀ → act: sine/FINER/WIRE get a unit-variance argument ω₀·z)
+    norm_placement: str = "pre"
     view: ViewConfig = field(default_factory=ViewConfig)  # radiance fields: the colour branch
 
     def validate(self) -> None:
@@ -169,6 +173,7 @@ class ModelConfig:
         self.activation.validate()
         self.view.validate()
         check_choice("model.norm", self.norm, tuple(NORMS))
+        check_choice("model.norm_placement", self.norm_placement, NORM_PLACEMENTS)
         check_positive("model.width", self.width)
         check_positive("model.depth", self.depth)
         if not 0 < self.norm_momentum <= 1:

@@ -88,3 +88,54 @@ def test_layer_norm_is_batch_independent():
     m = build_model(ModelConfig(norm="layer", width=32, depth=2), 2, 3).eval()
     grid = torch.rand(100, 2)
     torch.testing.assert_close(m(grid[:7]), m(grid)[:7])
+
+
+@pytest.mark.parametrize("placement", ["pre", "post", "scaled"])
+def test_norm_placement_formulas(placement):
+    """model.norm_placement: pre act(norm(z)), post norm(act(z)), scaled act(norm(z)/ω₀)."""
+    from inrlab.config import ActivationConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(width=8, depth=2, norm="batch", norm_placement=placement,
+                      activation=ActivationConfig(kind="sine"))
+    model = build_model(cfg, 2, 1)
+    x = torch.rand(32, 2) * 2 - 1
+    h = x
+    for lin, norm in zip(model.linears, model.norms, strict=True):
+        z = lin(h)
+        h = {"pre": lambda: torch.sin(30 * norm(z)), "post": lambda: norm(torch.sin(30 * z)),
+             "scaled": lambda: torch.sin(norm(z))}[placement]()
+    torch.testing.assert_close(model.features(x), h)
+
+
+def test_norm_placement_without_norm_and_bad_value():
+    from inrlab.errors import InrlabError
+
+    torch.manual_seed(0)
+    a = build_model(ModelConfig(width=8, depth=2, norm_placement="scaled"), 2, 1)
+    torch.manual_seed(0)
+    b = build_model(ModelConfig(width=8, depth=2), 2, 1)
+    x = torch.rand(10, 2)
+    torch.testing.assert_close(a(x), b(x))  # no norm: the placement changes nothing
+    with pytest.raises(InrlabError, match="unknown model.norm_placement 'mid'"):
+        ModelConfig(norm_placement="mid").validate()
+
+
+@pytest.mark.parametrize("placement", ["post", "scaled"])
+def test_norm_placement_kernel_routes_to_the_jacobian(placement):
+    """The structured eNTK knows only 'pre': other placements of a per-sample (layer) norm take
+    the Jacobian route, which matches plain autograd."""
+    from inrlab.ntk import kernel, resolve_method
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=8, depth=2, norm="layer", norm_placement=placement),
+                        2, 1).double()
+    x = torch.rand(6, 2, dtype=torch.float64)
+    assert resolve_method(model, "auto") == "jacobian"
+    rows = []
+    for i in range(6):
+        model.zero_grad()
+        model(x[i:i + 1]).sum().backward()
+        rows.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    j = torch.stack(rows)
+    torch.testing.assert_close(kernel(model, x), j @ j.T)

@@ -8,10 +8,32 @@ from torch import nn
 from ..config import ModelConfig
 
 
+def argument_scale(act: nn.Module) -> float:
+    """The factor an activation applies to its input before the nonlinearity: ω₀ of sine,
+    FINER and WIRE, s of Gauss, 1 for the others."""
+    return float(getattr(act, "omega0", getattr(act, "scale", 1.0)))
+
+
+def hidden_layer(lin: nn.Module, norm: nn.Module, act: nn.Module, h: torch.Tensor,
+                 placement: str) -> torch.Tensor:
+    """One hidden layer on h (N, in) → (N, width) with its norm placed by ``placement``
+    (``model.norm_placement``): ``pre`` act(norm(lin h)), ``post`` norm(act(lin h)), ``scaled``
+    act(norm(lin h) / a) with a = :func:`argument_scale` (the sine then sees the normalised
+    argument itself, sin(norm(z)), instead of sin(ω₀·norm(z)); without a norm, act(lin h))."""
+    if isinstance(norm, nn.Identity):
+        return act(lin(h))
+    if placement == "post":
+        return norm(act(lin(h)))
+    if placement == "scaled":
+        return act(norm(lin(h)) / argument_scale(act))
+    return act(norm(lin(h)))
+
+
 class INR(nn.Module):
     """Coordinate network f: (N, in_dim) → (N, out_dim).
 
-    ``linears[i]``, ``norms[i]``, ``acts[i]`` form hidden layer i; ``head`` is the output layer
+    ``linears[i]``, ``norms[i]``, ``acts[i]`` form hidden layer i (norm placed by
+    ``cfg.norm_placement``, :func:`hidden_layer`); ``head`` is the output layer
     (no norm, no activation). ``features(x)`` returns the last hidden activations (N, width).
     """
 
@@ -33,7 +55,7 @@ class INR(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = self.encoding(x)
         for lin, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
-            h = act(norm(lin(h)))
+            h = hidden_layer(lin, norm, act, h, self.cfg.norm_placement)
         return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
