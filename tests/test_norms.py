@@ -103,8 +103,12 @@ def test_norm_placement_formulas(placement):
     h = x
     for lin, norm in zip(model.linears, model.norms, strict=True):
         z = lin(h)
-        h = {"pre": lambda: torch.sin(30 * norm(z)), "post": lambda: norm(torch.sin(30 * z)),
-             "scaled": lambda: torch.sin(norm(z))}[placement]()
+        if placement == "pre":
+            h = torch.sin(30 * norm(z))
+        elif placement == "post":
+            h = norm(torch.sin(30 * z))
+        else:
+            h = torch.sin(norm(z))
     torch.testing.assert_close(model.features(x), h)
 
 
