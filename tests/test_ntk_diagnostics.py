@@ -71,3 +71,18 @@ def test_cli_ntk(tmp_path, capsys):
         assert (out / name).exists()
     assert main(["ntk", "sines:3@64", "--preset", "relu", "--points", "65"]) == 2
     assert "between 1 and 64" in capsys.readouterr().err
+
+
+def test_cli_ntk_definition(tmp_path, capsys):
+    """--definition head: the output layer's kernel alone, below the full one (a PSD part)."""
+    from inrlab.cli import main
+
+    base = ["ntk", "sines:3@64", "--preset", "relu", "--points", "16", "--model.width", "8"]
+    for d in ("full", "head"):
+        assert main([*base, "--definition", d, "--out", str(tmp_path / d)]) == 0
+    full, head = (json.loads((tmp_path / d / "spectrum.json").read_text()) for d in ("full", "head"))
+    assert head["definition"] == "head"
+    assert head["models"]["relu"]["lambda_max"] < full["models"]["relu"]["lambda_max"]
+    with pytest.raises(SystemExit):
+        main([*base, "--definition", "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err

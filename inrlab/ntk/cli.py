@@ -13,6 +13,7 @@ from ..limits import check_memory
 from ..problems import load_problem
 from ..utils import prepare_output_folder
 from .kernel import METHODS
+from .parts import DEFINITIONS
 from .points import SAMPLINGS, sample_points
 
 
@@ -31,6 +32,10 @@ def ntk_parser(sub: Any) -> None:
                    help="regular sub-grid (eigenvector frequencies available) or seeded random")
     p.add_argument("--seed", type=int, default=0, help="seed of random point sampling")
     p.add_argument("--method", choices=METHODS, default="auto")
+    p.add_argument("--definition", choices=list(DEFINITIONS), default="full",
+                   help="which parameters form the kernel: full (default), hidden (not the "
+                   "output layer), head (output layer only), no_affine (norm γ, β fixed), "
+                   "ntk_param (weight shares ÷ fan-in, the NTK parameterization)")
     p.add_argument("--steps", type=int, default=0, help="train each model this many steps first")
     p.add_argument("--out", help="output folder (default ntk/SIGNAL)")
     p.add_argument("--overwrite", action="store_true", help="replace the results in --out")
@@ -55,15 +60,20 @@ def cmd_ntk(args: argparse.Namespace, extra: dict[str, str]) -> int:
     check_memory(f"the eNTK of {args.points:,} points", kernel_bytes(args.points),
                  "use fewer --points")
     prepare_output_folder(out, "spectrum.json", "ntk", args.overwrite)
+    if args.definition != "full" and not getattr(signal, "identity", False):
+        raise InrlabError(f"--definition {args.definition} needs a directly fitted signal: "
+                          f"{signal.name!r} is measured through an operator (use full)")
     idx, grid_shape = sample_points(signal, args.points, args.sampling, args.seed)
     results = {}
     for name, cfg in cfgs.items():
         model, metrics = model_for(cfg, signal, args.steps)
-        results[name] = {"preset": name, **model_spectrum(model, (signal, idx), grid_shape,
-                                                                args.method),
+        on = (signal, idx) if args.definition == "full" else signal.points(idx)
+        results[name] = {"preset": name, **model_spectrum(model, on, grid_shape, args.method,
+                                                          definition=args.definition),
                          **({"train_metrics": metrics} if metrics else {})}
     meta = {"signal": signal.name, "points": len(idx), "sampling": args.sampling,
             "grid_shape": grid_shape, "seed": args.seed, "steps": args.steps,
+            "definition": args.definition,
             "overrides": extra}
     write_comparison(results, out, meta, f"{signal.name}, {len(idx)} points, step {args.steps}")
     print_summary(results)
