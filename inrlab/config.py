@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 SCHEDULES = ("constant", "step", "exponential", "cosine")
-NORM_PLACEMENTS = ("pre", "post", "scaled")  # model.norm_placement (inrlab.models.mlp.hidden_layer)
+NORM_PLACEMENTS = ("auto", "pre", "post", "scaled")  # model.norm_placement (models.mlp.hidden_layer)
 
 
 # --------------------------------------------------------------------------- components
@@ -91,6 +91,8 @@ class ActivationConfig(Component):
     kind: str = "relu"
     registry: ClassVar[Registry[Any]] = ACTIVATIONS
     path: ClassVar[str] = "model.activation"
+    # where a norm goes when model.norm_placement is auto (pre: Linear → norm → act)
+    norm_placement: ClassVar[str] = "pre"
 
     def setup(self, first: bool) -> nn.Module:
         """The elementwise activation after the first (``first``) or a later hidden layer."""
@@ -164,8 +166,9 @@ class ModelConfig:
     depth: int = 3
     norm_momentum: float = 0.1  # running statistics of batch/global/cross norms
     # where a hidden layer's norm sits: pre (Linear → norm → act), post (Linear → act → norm),
-    # scaled (Linear → norm → ÷ω₀ → act: sine/FINER/WIRE get a unit-variance argument ω₀·z)
-    norm_placement: str = "pre"
+    # scaled (Linear → norm → ÷ω₀ → act: sine/FINER/WIRE get a unit-variance argument ω₀·z),
+    # auto (the activation's choice: post for sine and FINER, pre for the others)
+    norm_placement: str = "auto"
     view: ViewConfig = field(default_factory=ViewConfig)  # radiance fields: the colour branch
 
     def validate(self) -> None:
@@ -178,6 +181,15 @@ class ModelConfig:
         check_positive("model.depth", self.depth)
         if not 0 < self.norm_momentum <= 1:
             raise InrlabError("model.norm_momentum must lie in (0, 1]")
+
+    def placement(self) -> str:
+        """The norm placement in effect: ``norm_placement`` resolved (``auto`` → the
+        activation's ``norm_placement``), and ``pre`` when there is no norm (no difference)."""
+        if self.norm == "none":
+            return "pre"
+        if self.norm_placement == "auto":
+            return self.activation.norm_placement
+        return self.norm_placement
 
     def setup_norm(self) -> nn.Module:
         """One hidden layer's normalization, (N, width) → (N, width)."""

@@ -143,3 +143,30 @@ def test_norm_placement_kernel_routes_to_the_jacobian(placement):
         rows.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
     j = torch.stack(rows)
     torch.testing.assert_close(kernel(model, x), j @ j.T)
+
+
+def test_auto_placement_is_post_for_sines_only():
+    from inrlab.config import preset
+
+    for name, placed in [("siren", "post"), ("finer", "post"), ("relu", "pre"), ("pe", "pre"),
+                         ("wire", "pre"), ("gauss", "pre")]:
+        mc = preset(name).model
+        assert mc.norm_placement == "auto" and mc.placement() == "pre"  # no norm: irrelevant
+        mc.norm = "batch"
+        assert mc.placement() == placed, name
+        mc.norm_placement = "pre"
+        assert mc.placement() == "pre"
+
+
+def test_sine_default_placement_runs_post():
+    """SIREN + BN with the default placement computes norm(sin(30 z)) (not sin(30 norm(z)))."""
+    from inrlab.config import ActivationConfig
+
+    torch.manual_seed(0)
+    auto = build_model(ModelConfig(width=8, depth=2, norm="batch",
+                                   activation=ActivationConfig(kind="sine")), 2, 1)
+    torch.manual_seed(0)
+    post = build_model(ModelConfig(width=8, depth=2, norm="batch", norm_placement="post",
+                                   activation=ActivationConfig(kind="sine")), 2, 1)
+    x = torch.rand(16, 2)
+    torch.testing.assert_close(auto(x), post(x))

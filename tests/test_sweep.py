@@ -442,6 +442,24 @@ def test_store_keys_survive_per_kind_config_sections(name, tech, norm, key):
     assert config_key(cfg) == key
 
 
+@pytest.mark.parametrize("name,placement,key", [
+    ("siren", "pre", "9a53854bcfbc41a9"), ("finer", "pre", "8b8e7174fd672c73"),
+    ("relu", "auto", "06814e65751c69f7"), ("wire", "auto", "4474c944923f9a5e")])
+def test_norm_placement_keys(name, placement, key):
+    """Keys from before model.norm_placement (norm always pre) are kept by every config that
+    still computes 'pre'; sines, whose automatic placement is now 'post', get new keys, the same
+    as an explicit 'post'."""
+    cfg = preset(name)
+    set_fields(cfg, [("signal.name", "camera"), ("model.norm", "batch"),
+                     ("model.norm_placement", placement)])
+    assert config_key(cfg) == key
+    if name in ("siren", "finer"):
+        set_fields(cfg, [("model.norm_placement", "auto")])
+        auto = config_key(cfg)
+        set_fields(cfg, [("model.norm_placement", "post")])
+        assert auto != key and auto == config_key(cfg)
+
+
 def test_new_config_fields_are_left_out_of_store_keys_at_their_default():
     """A field added to the configs changes every sweep key unless ``_KEY_NEW_FIELDS`` leaves it
     out at its default: this fails for a new field missing there (add it with its default). The

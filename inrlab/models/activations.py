@@ -97,6 +97,9 @@ class SineActivation(ActivationConfig):
     omega0_hidden: float = 30.0  # frequency of the other hidden layers
     first_bias_scale: float | None = None  # first-layer bias ~ U(-k, k) (None: torch's)
     positive: ClassVar[tuple[str, ...]] = ("omega0_first", "omega0_hidden")
+    # a norm before sin(ω₀·z) makes the argument's std ω₀ (noise, 12–18 dB on Kodak); after the
+    # sine it keeps SIREN's initialisation (docs/core.md, configs/sweeps/norm_placement.toml)
+    norm_placement: ClassVar[str] = "post"
 
     def validate(self) -> None:
         super().validate()

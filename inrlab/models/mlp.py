@@ -16,10 +16,11 @@ def argument_scale(act: nn.Module) -> float:
 
 def hidden_layer(lin: nn.Module, norm: nn.Module, act: nn.Module, h: torch.Tensor,
                  placement: str) -> torch.Tensor:
-    """One hidden layer on h (N, in) → (N, width) with its norm placed by ``placement``
-    (``model.norm_placement``): ``pre`` act(norm(lin h)), ``post`` norm(act(lin h)), ``scaled``
-    act(norm(lin h) / a) with a = :func:`argument_scale` (the sine then sees the normalised
-    argument itself, sin(norm(z)), instead of sin(ω₀·norm(z)); without a norm, act(lin h))."""
+    """One hidden layer on h (N, in) → (N, width) with its norm placed by ``placement`` (a
+    resolved ``ModelConfig.placement()``): ``pre`` act(norm(lin h)), ``post`` norm(act(lin h)),
+    ``scaled`` act(norm(lin h) / a) with a = :func:`argument_scale` (the sine then sees the
+    normalised argument itself, sin(norm(z)), instead of sin(ω₀·norm(z))); without a norm,
+    act(lin h)."""
     if isinstance(norm, nn.Identity):
         return act(lin(h))
     if placement == "post":
@@ -33,7 +34,7 @@ class INR(nn.Module):
     """Coordinate network f: (N, in_dim) → (N, out_dim).
 
     ``linears[i]``, ``norms[i]``, ``acts[i]`` form hidden layer i (norm placed by
-    ``cfg.norm_placement``, :func:`hidden_layer`); ``head`` is the output layer
+    ``cfg.placement()``, :func:`hidden_layer`); ``head`` is the output layer
     (no norm, no activation). ``features(x)`` returns the last hidden activations (N, width).
     """
 
@@ -55,7 +56,7 @@ class INR(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = self.encoding(x)
         for lin, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
-            h = hidden_layer(lin, norm, act, h, self.cfg.norm_placement)
+            h = hidden_layer(lin, norm, act, h, self.cfg.placement())
         return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

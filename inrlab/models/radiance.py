@@ -100,7 +100,7 @@ class RadianceField(nn.Module):
         """Last hidden activations (N, width) of the position network at ``pos`` (N, 3)."""
         h = self.encoding(pos)
         for lin, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
-            h = hidden_layer(lin, norm, act, h, self.cfg.norm_placement)
+            h = hidden_layer(lin, norm, act, h, self.cfg.placement())
         return h
 
     def density(self, pos: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ def unsupported_layer(model: nn.Module) -> str | None:
     enc = model.encoding
     if not isinstance(enc, (*PARAMETER_FREE_ENCODINGS, Grid)):
         return f"encoding ({type(enc).__name__} is not a known encoding)"
-    placement = model.cfg.norm_placement
+    placement = model.cfg.placement()
     for i, (lin, norm, act) in enumerate(zip(model.linears, model.norms, model.acts, strict=True)):
         if placement != "pre" and type(norm) is not nn.Identity:
             return f"norms.{i} (placed {placement!r}; the structured form knows 'pre')"

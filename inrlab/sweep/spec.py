@@ -194,7 +194,7 @@ _KEY_DEFAULTS = {
 # purpose: old stores keep their keys): (section path, field) → default.
 _KEY_NEW_FIELDS = {(("signal", "nerf"), "fine_samples"): 0,
                    (("signal", "mri"), "trajectory"): "cartesian", (("signal", "mri"), "spokes"): 32,
-                   (("model",), "norm_placement"): "pre"}
+                   (("model",), "norm_placement"): "auto"}
 
 
 def config_key(cfg: RunConfig, job: dict[str, Any] | None = None) -> str:
@@ -204,6 +204,10 @@ def config_key(cfg: RunConfig, job: dict[str, Any] | None = None) -> str:
     d["train"].pop("device", None)
     for section, defaults in _KEY_DEFAULTS.items():
         d["model"][section] = {**defaults, **d["model"][section]}
+    # the placement in effect: "pre" (the only one before the field existed) keys as before,
+    # so do explicit and automatic choices of the same placement
+    placed = cfg.model.placement()
+    d["model"]["norm_placement"] = "auto" if placed == "pre" else placed
     for (path, name), default in _KEY_NEW_FIELDS.items():
         sec = d
         for part in path:
