@@ -214,3 +214,45 @@ def test_kodak_papers_tiny(tmp_path, capsys, kodak):
                           {"label": "batch", "model.norm": "batch"}]})
     text = run_tiny(path, tmp_path / "c", capsys)
     assert "| bpp ≤ | none | batch | JPEG | WEBP | best INR |" in text
+
+
+def test_combined_tiny(tmp_path, capsys):
+    path = tiny(tmp_path, "combined", {"signal.size": 32, "train.steps": 3, "train.eval_every": 3,
+                                       "train.iga.group": 4},
+                {"signals": ["astronaut"], "seeds": [0, 1],
+                 "method": [{"label": "pe+plain", "preset": "pe"},
+                            {"label": "pe+fresh+cn+iga", "preset": "pe",
+                             "job.kind": "fresh_train",
+                             "job.sweep": "model.encoding.n_frequencies=2,4", "job.inits": 2,
+                             "model.norm": "cross", "train.technique": "iga"}]})
+    text = run_tiny(path, tmp_path / "out", capsys)
+    assert "pe: held-out PSNR dB / SSIM" in text and "± std over 2 seed(s)" in text
+    assert "wins" in text and "pe: best held-out PSNR" in text
+    ms = metrics(tmp_path / "out")
+    fresh = [m for label, m in ms.items() if label.endswith("fresh+cn+iga")]
+    assert len(fresh) == 2 and all(m["fresh_pick"] in (2, 4) for m in fresh)
+    assert all("psnr_heldout" in m for m in ms.values())
+    runs = list((tmp_path / "out" / "runs").glob("*fresh*"))
+    assert all((r / "fresh.json").is_file() and (r / "config.json").is_file() for r in runs)
+
+
+def test_fresh_train_job_resumes_to_the_same_pick(tmp_path):
+    import json
+
+    from inrlab.config import set_fields
+    from inrlab.sweep.jobs import check_job, execute_job
+
+    cfg = preset("siren")
+    set_fields(cfg, {"signal.name": "astronaut", "signal.size": 32, "model.width": 16,
+                     "train.steps": 2, "train.eval_every": 2}.items())
+    job = check_job({"kind": "fresh_train", "sweep": "model.activation.omega0_first=10,60",
+                     "inits": 2})
+    first = execute_job(cfg, tmp_path / "run", job)
+    assert first["fresh_field"] == "model.activation.omega0_first"
+    assert first["fresh_pick"] in (10, 60)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["activation"]["omega0_first"] == first["fresh_pick"]
+    again = execute_job(cfg, tmp_path / "run", job)  # finished: re-scored, returned, not retrained
+    assert again["fresh_pick"] == first["fresh_pick"] and again["psnr"] == first["psnr"]
+    with pytest.raises(InrlabError, match="needs job.sweep"):
+        check_job({"kind": "fresh_train"})

@@ -15,6 +15,10 @@ Job kinds (parameters, defaults):
 * ``fresh_validate``: FreSh scores ``sweep`` on the untrained model, then every candidate (and the
   default) is trained under ``RUN/grid/`` (``sweep`` required, ``default`` the config's value,
   ``bins`` 64, ``inits`` 10).
+* ``fresh_train``: FreSh picks ``sweep``'s value on the untrained model (the run's own config:
+  norms and all), then the run trains with it (``sweep`` required, ``bins`` None: 64 or the most
+  the signal allows, ``inits`` 10, ``callbacks``): FreSh as one technique among others,
+  combinable with any of them.
 
 Callbacks:
 
@@ -182,12 +186,40 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
     return to_jsonable(metrics)
 
 
+def fresh_train_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Score ``params["sweep"]`` with FreSh on the untrained ``cfg``, train the pick into
+    ``run_dir`` (resuming) with the named callbacks; the metrics gain ``fresh_field``,
+    ``fresh_pick`` and ``fresh_s``, and the run folder ``fresh.json`` / ``fresh.png``. The
+    scoring is seeded, so a resumed run re-scores to the same pick (the trainer refuses a
+    checkpoint whose config differs)."""
+    from ..fresh.select import parse_sweep, select
+    from ..fresh.spectrum import nyquist_bins
+    from ..problems import load_problem
+
+    signal = load_problem(cfg.signal)
+    path, values = parse_sweep(str(params["sweep"]), cfg)
+    bins = params["bins"]
+    if bins is None:
+        bins = min(64, nyquist_bins(signal.reference().shape))
+    res = select(signal, cfg, path, values, inits=int(params["inits"]), bins=int(bins),
+                 seed=cfg.train.seed, device=cfg.train.device)
+    c = copy.deepcopy(cfg)
+    set_field(c, path, res.best)
+    run(c, run_dir, problem=signal, resume=True, progress=False,
+        callbacks=build_callbacks(params))
+    res.save(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {**metrics, "fresh_field": path, "fresh_pick": res.best, "fresh_s": res.seconds}
+
+
 JOBS["train"] = Job(train_job, callbacks=True)
 JOBS["train_compress"] = Job(train_compress_job, {"bits": [8], "per_channel": False,
                                                   "codec": "lzma"}, callbacks=True)
 JOBS["twolayer_ntk"] = Job(twolayer_job)
 JOBS["fresh_validate"] = Job(fresh_job, {"sweep": REQUIRED, "default": None, "bins": 64,
                                          "inits": 10})
+JOBS["fresh_train"] = Job(fresh_train_job, {"sweep": REQUIRED, "bins": None, "inits": 10},
+                          callbacks=True)
 
 
 # ---------------------------------------------------------------------------- callbacks
