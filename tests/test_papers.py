@@ -256,3 +256,22 @@ def test_fresh_train_job_resumes_to_the_same_pick(tmp_path):
     assert again["fresh_pick"] == first["fresh_pick"] and again["psnr"] == first["psnr"]
     with pytest.raises(InrlabError, match="needs job.sweep"):
         check_job({"kind": "fresh_train"})
+
+
+def test_fresh_validate_ranks_by_the_chosen_metric(tmp_path):
+    from inrlab.config import set_fields
+    from inrlab.sweep.jobs import check_job, execute_job
+
+    cfg = preset("siren")
+    set_fields(cfg, {"signal.name": "astronaut", "signal.size": 32, "model.width": 16,
+                     "train.steps": 2, "train.eval_every": 2, "signal.heldout": 0.2}.items())
+    job = check_job({"kind": "fresh_validate", "sweep": "model.activation.omega0_first=10,60",
+                     "inits": 2, "bins": 8, "metric": "psnr_heldout"})
+    r = execute_job(cfg, tmp_path / "a", job)
+    assert r["metric"] == "psnr_heldout"
+    for g in r["grid"]:
+        m = tmp_path / "a" / "grid" / f"omega0_first={g['value']}" / "metrics.json"
+        assert g["psnr"] == pytest.approx(__import__("json").loads(m.read_text())["psnr_heldout"])
+    set_fields(cfg, {"signal.heldout": 0.0}.items())
+    with pytest.raises(InrlabError, match="psnr_heldout needs signal.heldout > 0"):
+        execute_job(cfg, tmp_path / "b", job)

@@ -14,7 +14,8 @@ Job kinds (parameters, defaults):
   ``model.width`` on the 1-D ``signal`` (``train.iga.group``, ``train.iga.end``, ``train.seed``);
 * ``fresh_validate``: FreSh scores ``sweep`` on the untrained model, then every candidate (and the
   default) is trained under ``RUN/grid/`` (``sweep`` required, ``default`` the config's value,
-  ``bins`` 64, ``inits`` 10).
+  ``bins`` 64, ``inits`` 10, ``metric`` "psnr": the grid search's criterion, e.g.
+  "psnr_heldout").
 * ``fresh_train``: FreSh picks ``sweep``'s value on the untrained model (the run's own config:
   norms and all), then the run trains with it (``sweep`` required, ``bins`` None: 64 or the most
   the signal allows, ``inits`` 10, ``callbacks``): FreSh as one technique among others,
@@ -151,7 +152,8 @@ def twolayer_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[
 
 def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     """FreSh's pick against the real grid: score ``params["sweep"]``, train every candidate and
-    the default (resuming, under ``run_dir/grid``); rank, gap, gain, cost and Spearman's ρ."""
+    the default (resuming, under ``run_dir/grid``); rank, gap, gain, cost and Spearman's ρ, all
+    by the final ``params["metric"]`` (``psnr``, ``psnr_heldout`` …; called psnr below)."""
     import scipy.stats
 
     from ..fresh.select import parse_sweep, select
@@ -159,6 +161,7 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
 
     signal = load_problem(cfg.signal)
     path, values = parse_sweep(str(params["sweep"]), cfg)
+    metric = str(params["metric"])
     default = params["default"] if params.get("default") is not None else get_field(cfg, path)
     res = select(signal, cfg, path, values, inits=int(params["inits"]), bins=int(params["bins"]),
                  device=cfg.train.device)
@@ -169,11 +172,16 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
         set_field(c, path, v)
         m = run(c, run_dir / "grid" / f"{path.rsplit('.', 1)[-1]}={v}", problem=signal,
                 resume=True, progress=False).metrics
-        psnr[v], secs[v] = float(m["psnr"]), float(m["seconds"])
+        if m.get(metric) is None:
+            raise InrlabError(f"job.metric {metric!r} is not among the run's metrics "
+                              f"({', '.join(k for k in m if k.startswith('psnr'))}): "
+                              f"psnr_heldout needs signal.heldout > 0")
+        psnr[v], secs[v] = float(m[metric]), float(m["seconds"])
     grid = np.array([psnr[v] for v in values])
     best_v = values[int(np.argmax(grid))]
     rho = scipy.stats.spearmanr(-res.mean, grid).statistic if len(values) > 2 else float("nan")
-    metrics = {"field": path, "default": default, "fresh_pick": res.best, "grid_best": best_v,
+    metrics = {"field": path, "metric": metric, "default": default, "fresh_pick": res.best,
+               "grid_best": best_v,
                "rank": 1 + int(np.sum(grid > psnr[res.best])), "of": len(values),
                "psnr_pick": psnr[res.best], "psnr_best": psnr[best_v],
                "psnr_default": psnr[default], "gap_db": psnr[best_v] - psnr[res.best],
@@ -217,7 +225,7 @@ JOBS["train_compress"] = Job(train_compress_job, {"bits": [8], "per_channel": Fa
                                                   "codec": "lzma"}, callbacks=True)
 JOBS["twolayer_ntk"] = Job(twolayer_job)
 JOBS["fresh_validate"] = Job(fresh_job, {"sweep": REQUIRED, "default": None, "bins": 64,
-                                         "inits": 10})
+                                         "inits": 10, "metric": "psnr"})
 JOBS["fresh_train"] = Job(fresh_train_job, {"sweep": REQUIRED, "bins": None, "inits": 10},
                           callbacks=True)
 
