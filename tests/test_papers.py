@@ -275,3 +275,23 @@ def test_fresh_validate_ranks_by_the_chosen_metric(tmp_path):
     set_fields(cfg, {"signal.heldout": 0.0}.items())
     with pytest.raises(InrlabError, match="psnr_heldout needs signal.heldout > 0"):
         execute_job(cfg, tmp_path / "b", job)
+
+
+def test_iga_fidelity_analysis_counts_the_falls(tmp_path):
+    import json
+
+    from inrlab.sweep.analyses import Context, get_analysis
+
+    rows = []
+    for seed, curve in enumerate([[20, 25, 22, 26, 24.5], [20, 24, 26, 26.5, 27]]):
+        run = tmp_path / f"r{seed}"
+        run.mkdir()
+        (run / "history.jsonl").write_text("".join(
+            json.dumps({"step": 2 * i, "psnr": p}) + "\n" for i, p in enumerate(curve)))
+        rows.append({"status": "finished", "run_dir": f"r{seed}", "axes": {"method": "iga"},
+                     "metrics": {"psnr": curve[-1]}})
+    res = get_analysis("iga_fidelity")(Context(tmp_path, "quick", rows, ["method"], {}, tmp_path))
+    (_, table), = res.tables
+    row = table.iloc[0]
+    assert row["final"] == "25.75 ± 1.77" and row["max"] == "26.50 ± 0.71"
+    assert row["drops > 1 dB"] == "1.00 ± 1.41" and row["largest drop"] == "1.50 ± 2.12"
