@@ -193,7 +193,8 @@ _KEY_DEFAULTS = {
 # Fields added after stores were written, left out of keys at their default value (the same
 # purpose: old stores keep their keys): (section path, field) → default.
 _KEY_NEW_FIELDS = {(("signal", "nerf"), "fine_samples"): 0,
-                   (("signal", "mri"), "trajectory"): "cartesian", (("signal", "mri"), "spokes"): 32}
+                   (("signal", "mri"), "trajectory"): "cartesian", (("signal", "mri"), "spokes"): 32,
+                   (("train", "iga"), "coupled"): "batch"}
 
 
 def config_key(cfg: RunConfig, job: dict[str, Any] | None = None) -> str:
