@@ -194,7 +194,7 @@ _KEY_DEFAULTS = {
 # purpose: old stores keep their keys): (section path, field) → default.
 _KEY_NEW_FIELDS = {(("signal", "nerf"), "fine_samples"): 0,
                    (("signal", "mri"), "trajectory"): "cartesian", (("signal", "mri"), "spokes"): 32,
-                   (("train", "iga"), "coupled"): "batch"}
+                   (("train", "iga"), "coupled"): "frozen"}
 
 
 def config_key(cfg: RunConfig, job: dict[str, Any] | None = None) -> str:
