@@ -78,6 +78,37 @@ def test_entk_on_volume_points():
                                          dtype=torch.float64), rtol=1e-6, atol=1e-8)
 
 
+def test_regular_entk_points_on_a_volume():
+    """``sample_points(…, "regular")`` on a volume: a 3-D sub-grid (aspect kept, ≤ n points, evenly
+    spaced along every axis, corners included) whose eigenvector frequencies can be read."""
+    from inrlab.config import preset
+    from inrlab.ntk.compare import model_spectrum
+    from inrlab.ntk.points import regular_subgrid, sample_points
+
+    vol = torch.zeros(20, 40, 30, dtype=torch.bool)
+    vol[5:15, 10:30, 8:22] = True
+    from inrlab.problems.volume import Occupancy
+
+    prob = Occupancy(vol.numpy(), "box", heldout=0.1)
+    idx, shape = sample_points(prob, 200, "regular")
+    assert shape == (4, 8, 6) and len(idx) == 192 == len(torch.unique(idx))
+    ijk = torch.stack([idx // 1200, idx // 30 % 40, idx % 30], 1)
+    for ax, (n, m) in enumerate(zip((20, 40, 30), shape, strict=True)):
+        vals = torch.unique(ijk[:, ax])
+        assert len(vals) == m and vals[0] == 0 and vals[-1] == n - 1
+    assert torch.equal(idx, sample_points(prob, 200, "regular", seed=5)[0])  # seed-free
+    assert regular_subgrid((64, 64, 64), 256) == (6, 6, 7)
+    assert regular_subgrid((64, 48), 100) == (12, 8)  # 2-D: h = round(√(n·H/W)), w = n // h
+    for grid in [(3, 100, 100), (4, 2, 100), (10, 10, 10), (2, 5, 300)]:
+        for n in (1, 7, 64, 299, 600):
+            sub = regular_subgrid(grid, n)
+            assert all(1 <= m <= g for m, g in zip(sub, grid, strict=True))
+            assert sub[0] * sub[1] * sub[2] <= n
+    model = prob.build_model(preset("relu").model)
+    r = model_spectrum(model, (prob, idx), shape, n_vectors=4)
+    assert len(r["mean_frequency"]) == 4 and r["band_energy"].shape == (4, 8)
+
+
 def test_fresh_on_volume_and_video():
     from inrlab.fresh.select import select
 
