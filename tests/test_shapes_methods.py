@@ -121,3 +121,24 @@ def test_fresh_on_volume_and_video():
     r = select(load_problem(v), "siren", "model.activation.omega0_first", [10.0, 30.0],
                inits=2, bins=4)
     assert len(r.ranking()) == 2
+
+
+def test_bench_shapes_times_steps_and_a_fraction_of_the_evaluation(tmp_path):
+    """``inrlab bench shapes``: one preset's step, and the evaluation of the central 4 of 16 slabs
+    with a chosen MLP, in the device's default chunk; wall and CPU rates and peak memory."""
+    import json
+
+    from inrlab.cli import main
+
+    out = tmp_path / "b.json"
+    assert main(["bench", "shapes", "--presets", "relu", "--batch", "64", "--repeats", "1",
+                 "--eval-signal", "occ:sphere", "--eval-size", "16", "--eval-slabs", "4",
+                 "--eval-preset", "relu", "--eval-width", "16", "--eval-depth", "1",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["rows"][0]["preset"] == "relu" and data["rows"][0]["points_per_s"] > 0
+    ev = data["evaluation"]
+    assert ev["voxels"] == 4 * 16 * 16 and ev["shape"] == "4×16×16" and ev["of_shape"] == "16×16×16"
+    assert (ev["width"], ev["depth"], ev["chunk"]) == (16, 1, 4096)
+    assert ev["voxels_per_s"] > 0 and ev["voxels_per_cpu_s"] > 0
+    assert ev["peak_rss_end_mb"] >= ev["peak_rss_loaded_mb"] > 0
