@@ -142,3 +142,24 @@ def test_bench_shapes_times_steps_and_a_fraction_of_the_evaluation(tmp_path):
     assert (ev["width"], ev["depth"], ev["chunk"]) == (16, 1, 4096)
     assert ev["voxels_per_s"] > 0 and ev["voxels_per_cpu_s"] > 0
     assert ev["peak_rss_end_mb"] >= ev["peak_rss_loaded_mb"] > 0
+
+
+def test_entk_spectra_callback_on_a_volume():
+    """The sweep callback ``entk_spectra`` on an occupancy volume (regular 3-D sub-grid)."""
+    from types import SimpleNamespace
+
+    from inrlab.config import preset
+    from inrlab.sweep.jobs import EntkSpectra
+
+    c = SignalConfig("occ:sphere")
+    c.volume.size = 12
+    prob = load_problem(c)
+    cfg = preset("relu")
+    cfg.model.width = 16
+    trainer = SimpleNamespace(problem=prob, model=prob.build_model(cfg.model), cfg=cfg, out=None)
+    cb = EntkSpectra(27, "regular", [0], False)
+    cb.on_step(trainer, 0)
+    metrics: dict = {}
+    cb.on_end(trainer, metrics)
+    rec = metrics["spectra"]["step 0"]
+    assert len(rec["eigenvalues"]) == 27 and len(rec["mean_frequency"]) == 8
