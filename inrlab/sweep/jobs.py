@@ -270,7 +270,7 @@ class EntkSpectra:
             return
         sig = trainer.problem
         idx, shape = sample_points(sig, self.points, self.sampling, trainer.cfg.train.seed)
-        x = sig.coords[idx]
+        x = sig.points(idx)  # grids, volumes, video
         recs = {f"step {step}": model_spectrum(trainer.model, x, shape)}
         if self.no_grid:
             frozen = float_copy(trainer.model)
