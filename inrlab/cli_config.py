@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import io
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
 import tyro
@@ -84,13 +84,14 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
 
 
 def build_config(signal: str | None, preset_name: str | None, config_file: str | None,
-                 overrides: dict[str, Any]) -> RunConfig:
-    """preset → config file → command-line overrides → positional signal, validated."""
+                 overrides: dict[str, Any], optional: Iterable[str] = ()) -> RunConfig:
+    """preset → config file → command-line overrides → positional signal, validated. Override
+    paths in ``optional`` that the preset's kinds lack are skipped (see ``config.set_fields``)."""
     file_data = load_toml(config_file) if config_file else {}
     name = preset_name or file_data.pop("preset", None) or DEFAULT_PRESET
     file_data.pop("preset", None)
     cfg = preset(name)
-    set_fields(cfg, [*flatten(file_data).items(), *overrides.items()])
+    set_fields(cfg, [*flatten(file_data).items(), *overrides.items()], optional)
     if signal is not None:
         cfg.signal.name = signal
     return cfg.validate()

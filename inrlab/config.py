@@ -288,7 +288,7 @@ class VolumeConfig:
     size: int | None = None  # longest side after resampling (.mat/.npy); grid side for meshes (128)
     crop: bool = True  # .mat/.npy: crop to the occupied bounding box first (as the papers)
     inside: str = "ray"  # meshes: inside test, ray parity (watertight) or winding number (any)
-    chunk: int = 65_536  # points per forward pass when evaluating a whole volume
+    chunk: int | None = None  # points per evaluation forward pass (None: 4 096 on CPUs, 262 144 on GPUs)
     eval_voxels: int = 4_194_304  # periodic evaluations score at most this many random voxels
     mesh_size: int = 128  # marching-cubes grid (longest side) for mesh metrics and outputs; 0: off
     reference_size: int = 64  # longest side of the reference grid (FreSh, norm statistics)
@@ -305,7 +305,8 @@ class VolumeConfig:
         check_choice("signal.volume.inside", self.inside, INSIDE_METHODS)
         check_choice("signal.volume.loss", self.loss, SDF_LOSSES)
         for name in ("chunk", "eval_voxels", "points", "near_sigma", "reference_size"):
-            check_positive(f"signal.volume.{name}", getattr(self, name))
+            if getattr(self, name) is not None:
+                check_positive(f"signal.volume.{name}", getattr(self, name))
         if self.mesh_size < 0 or self.mesh_size == 1:
             raise InrlabError(f"signal.volume.mesh_size={self.mesh_size}: use 0 (off) or ≥ 2")
         if self.surface < 0 or self.near_fraction < 0 or self.surface + self.near_fraction > 1:

@@ -314,3 +314,58 @@ def test_cli_iga_and_fr(tmp_path, capsys):
     assert main(["fit", "sines:2,4@250", "--technique", "iga", "--iga.group", "8",
                  "--quiet", "--out", str(tmp_path / "bad")]) == 2
     assert "divisor of 250" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("norm", ["batch", "global", "cross"])
+def test_frozen_coupled_kernel_is_the_per_point_kernel_at_the_batch_statistics(norm):
+    """train.iga.coupled = frozen: the group rows' eNTK is that of every point alone through the
+    norms frozen at the training batch's statistics (oracle: one autograd.grad per point), the
+    live model (mode, running statistics) is untouched, and it differs from the batch route."""
+    from inrlab.config import preset
+
+    cfg = preset("pe")
+    cfg.model.norm, cfg.model.width = norm, 16
+    cfg.train.technique, cfg.train.iga.group, cfg.train.iga.end = "iga", 4, 3
+    cfg.train.iga.coupled, cfg.train.iga.representative = "frozen", "centre"
+    sig = Image(np.random.default_rng(2).random((16, 16, 3)))
+    tr = Trainer(cfg, sig, progress=False)
+    tech, model = tr.technique, tr.model.double()
+    idx = sig.train_idx
+    x = sig.coords[idx].double()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    kmodel = tech._kernel_model(model, idx)
+    assert model.training and kmodel is not model
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    groups = torch.arange(tech.index.shape[0])
+    res = torch.ones(len(groups), tech.index.shape[1], 3, dtype=torch.float64)
+    present = torch.ones(res.shape[:2], dtype=torch.bool)
+    k = tech.group_kernel(kmodel, groups, res, present, torch.float64)
+    reps = tech.index[groups, tech.centre]
+    model.eval()
+    from inrlab.models import freeze_statistics
+
+    freeze_statistics(model, x)
+    model.eval()
+    rows = []
+    for i in reps:
+        out = model(sig.coords[i:i + 1].double())[0].sum() / math.sqrt(3)
+        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(out, list(
+            model.parameters()))]))
+    jac = torch.stack(rows)
+    torch.testing.assert_close(k, jac @ jac.T, rtol=1e-9, atol=1e-12)
+    tech.icfg.coupled = "batch"
+    model.load_state_dict(before)
+    model.train()
+    assert tech._kernel_model(model, idx) is model
+    k_batch = tech.group_kernel(model, groups, res, present, torch.float64)
+    assert not torch.allclose(k, k_batch)
+
+
+def test_iga_coupled_choice_is_checked():
+    from inrlab.config import preset, set_fields
+
+    cfg = preset("pe")
+    with pytest.raises(InrlabError, match="train.iga.coupled"):
+        set_fields(cfg, {"train.iga.coupled": "sometimes"}.items())
+        cfg.validate()

@@ -86,3 +86,22 @@ def test_cli_ntk_definition(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*base, "--definition", "nope"])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_cli_ntk_kind_fields_apply_to_models_that_have_them(tmp_path, capsys):
+    """--compare relu ffe --model.encoding.sigma 2: sigma is a Fourier-features field; it sets the
+    FFE model and is skipped for the identity-encoded ReLU (it used to be refused for relu)."""
+    from inrlab.cli import main
+
+    base = ["ntk", "sines:3@64", "--preset", "relu", "--compare", "ffe", "--points", "16",
+            "--model.width", "16"]
+    assert main([*base, "--model.encoding.sigma", "2", "--out", str(tmp_path / "a")]) == 0
+    data = json.loads((tmp_path / "a" / "spectrum.json").read_text())
+    assert data["overrides"]["model.encoding.sigma"] == "2" and set(data["models"]) == {"relu", "ffe"}
+    assert main([*base, "--model.encoding.sigma", "30", "--out", str(tmp_path / "b")]) == 0
+    lam = {s: json.loads((tmp_path / s / "spectrum.json").read_text())["models"]["ffe"]["lambda_max"]
+           for s in "ab"}
+    assert lam["a"] != lam["b"]  # sigma reached the FFE model
+    # a field neither model's kind has is still refused in one line
+    assert main([*base, "--model.encoding.finest_resolution", "8", "--out", str(tmp_path / "c")]) == 2
+    assert "finest_resolution" in capsys.readouterr().err

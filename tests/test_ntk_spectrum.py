@@ -49,6 +49,19 @@ def test_eigenvector_frequencies_1d_and_2d():
         eigenvector_frequencies(mode[:10, None], (h, w))
 
 
+def test_eigenvector_frequencies_3d():
+    d, h, w = 8, 12, 10
+    zz, yy, xx = np.meshgrid(np.arange(d), np.arange(h), np.arange(w), indexing="ij")
+    mode = np.cos(2 * np.pi * (2 * zz / d + 3 * yy / h + 1 * xx / w)).ravel()
+    f = eigenvector_frequencies(mode[:, None], (d, h, w), n_bands=8)
+    r = np.sqrt((2 / d) ** 2 + (3 / h) ** 2 + (1 / w) ** 2)
+    assert f["mean_frequency"][0] == pytest.approx(r)
+    band = min(int(r / np.sqrt(0.75) * 8), 7)  # shells of width √(3/4) / 8
+    assert f["band_energy"][0, band] == pytest.approx(1)
+    with pytest.raises(InrlabError, match="1-, 2- and 3-D"):
+        eigenvector_frequencies(np.ones((16, 1)), (2, 2, 2, 2))
+
+
 def test_report_on_a_model_grid():
     model = small_model("pe", out_dim=1)
     xs = torch.linspace(-1, 1, 12)

@@ -228,3 +228,84 @@ def test_mean_curve_of_spectra_of_different_lengths():
     assert np.allclose(mean_curve([a, b]), [4.5, 3.5, 2.5])
     out = mean_curve([np.array([4.0, 3.0, 2.0, 1.0, 0.0]), np.array([8.0, 4.0, 0.0])])
     assert out.shape == (3,) and np.allclose(out, [6.0, 3.0, 0.0])
+
+
+def test_combined_tiny(tmp_path, capsys):
+    path = tiny(tmp_path, "combined", {"signal.size": 32, "train.steps": 3, "train.eval_every": 3,
+                                       "train.iga.group": 4},
+                {"signals": ["astronaut"], "seeds": [0, 1],
+                 "method": [{"label": "pe+plain", "preset": "pe"},
+                            {"label": "pe+fresh+cn+iga", "preset": "pe",
+                             "job.kind": "fresh_train",
+                             "job.sweep": "model.encoding.n_frequencies=2,4", "job.inits": 2,
+                             "model.norm": "cross", "train.technique": "iga"}]})
+    text = run_tiny(path, tmp_path / "out", capsys)
+    assert "pe: held-out PSNR dB / SSIM" in text and "± std over 2 seed(s)" in text
+    assert "wins" in text and "pe: best held-out PSNR" in text
+    ms = metrics(tmp_path / "out")
+    fresh = [m for label, m in ms.items() if label.endswith("fresh+cn+iga")]
+    assert len(fresh) == 2 and all(m["fresh_pick"] in (2, 4) for m in fresh)
+    assert all("psnr_heldout" in m for m in ms.values())
+    runs = list((tmp_path / "out" / "runs").glob("*fresh*"))
+    assert all((r / "fresh.json").is_file() and (r / "config.json").is_file() for r in runs)
+
+
+def test_fresh_train_job_resumes_to_the_same_pick(tmp_path):
+    import json
+
+    from inrlab.config import set_fields
+    from inrlab.sweep.jobs import check_job, execute_job
+
+    cfg = preset("siren")
+    set_fields(cfg, {"signal.name": "astronaut", "signal.size": 32, "model.width": 16,
+                     "train.steps": 2, "train.eval_every": 2}.items())
+    job = check_job({"kind": "fresh_train", "sweep": "model.activation.omega0_first=10,60",
+                     "inits": 2})
+    first = execute_job(cfg, tmp_path / "run", job)
+    assert first["fresh_field"] == "model.activation.omega0_first"
+    assert first["fresh_pick"] in (10, 60)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["activation"]["omega0_first"] == first["fresh_pick"]
+    again = execute_job(cfg, tmp_path / "run", job)  # finished: re-scored, returned, not retrained
+    assert again["fresh_pick"] == first["fresh_pick"] and again["psnr"] == first["psnr"]
+    with pytest.raises(InrlabError, match="needs job.sweep"):
+        check_job({"kind": "fresh_train"})
+
+
+def test_fresh_validate_ranks_by_the_chosen_metric(tmp_path):
+    from inrlab.config import set_fields
+    from inrlab.sweep.jobs import check_job, execute_job
+
+    cfg = preset("siren")
+    set_fields(cfg, {"signal.name": "astronaut", "signal.size": 32, "model.width": 16,
+                     "train.steps": 2, "train.eval_every": 2, "signal.heldout": 0.2}.items())
+    job = check_job({"kind": "fresh_validate", "sweep": "model.activation.omega0_first=10,60",
+                     "inits": 2, "bins": 8, "metric": "psnr_heldout"})
+    r = execute_job(cfg, tmp_path / "a", job)
+    assert r["metric"] == "psnr_heldout"
+    for g in r["grid"]:
+        m = tmp_path / "a" / "grid" / f"omega0_first={g['value']}" / "metrics.json"
+        assert g["psnr"] == pytest.approx(__import__("json").loads(m.read_text())["psnr_heldout"])
+    set_fields(cfg, {"signal.heldout": 0.0}.items())
+    with pytest.raises(InrlabError, match="psnr_heldout needs signal.heldout > 0"):
+        execute_job(cfg, tmp_path / "b", job)
+
+
+def test_iga_fidelity_analysis_counts_the_falls(tmp_path):
+    import json
+
+    from inrlab.sweep.analyses import Context, get_analysis
+
+    rows = []
+    for seed, curve in enumerate([[20, 25, 22, 26, 24.5], [20, 24, 26, 26.5, 27]]):
+        run = tmp_path / f"r{seed}"
+        run.mkdir()
+        (run / "history.jsonl").write_text("".join(
+            json.dumps({"step": 2 * i, "psnr": p}) + "\n" for i, p in enumerate(curve)))
+        rows.append({"status": "finished", "run_dir": f"r{seed}", "axes": {"method": "iga"},
+                     "metrics": {"psnr": curve[-1]}})
+    res = get_analysis("iga_fidelity")(Context(tmp_path, "quick", rows, ["method"], {}, tmp_path))
+    (_, table), = res.tables
+    row = table.iloc[0]
+    assert row["final"] == "25.75 ± 1.77" and row["max"] == "26.50 ± 0.71"
+    assert row["drops > 1 dB"] == "1.00 ± 1.41" and row["largest drop"] == "1.50 ± 2.12"

@@ -99,6 +99,30 @@ def test_chunked_evaluation_equals_unchunked():
     gt = a.flat
     tr = ~ho
     assert ma["iou_train"] == pytest.approx(float((occ & gt & tr).sum() / ((occ | gt) & tr).sum()))
+    assert ma["iou_heldout"] == pytest.approx(float((occ & gt & ho).sum() / ((occ | gt) & ho).sum()))
+    # a subset of voxels (periodic evaluations), repeats included, against the direct count
+    sub = torch.randint(a.n_measurements, (500,), generator=torch.Generator().manual_seed(1))
+    ms = a.iou_counts(model, sub)
+    o, g, h = occ[sub], gt[sub], ho[sub]
+    assert ms["eval_voxels"] == 500
+    assert ms["iou_train"] == pytest.approx(float((o & g & ~h).sum() / ((o | g) & ~h).sum()))
+    assert ms["iou_heldout"] == pytest.approx(float((o & g & h).sum() / ((o | g) & h).sum()))
+
+
+def test_evaluation_chunk_defaults_by_device():
+    """signal.volume.chunk None: cache-sized chunks on a CPU, large ones on a GPU; the same IoU."""
+    from inrlab.problems.volume import CPU_CHUNK, GPU_CHUNK, eval_chunk
+
+    assert VolumeConfig().chunk is None
+    assert eval_chunk(None, torch.device("cpu")) == CPU_CHUNK == 4096
+    assert eval_chunk(None, torch.device("cuda")) == GPU_CHUNK
+    assert eval_chunk(100, torch.device("cuda")) == 100
+    with pytest.raises(InrlabError, match="chunk"):
+        eval_chunk(0, torch.device("cpu"))
+    model = tiny_model()
+    a = load_problem(sig("occ:sphere", size=20, mesh_size=0))  # 8 000 voxels: two CPU chunks
+    b = load_problem(sig("occ:sphere", size=20, chunk=10 ** 6, mesh_size=0))
+    assert a.evaluate(model) == b.evaluate(model)
 
 
 def test_mat_zip_npy_crop_and_resample(tmp_path):

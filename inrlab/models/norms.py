@@ -28,6 +28,16 @@ from ..registry import NORMS
 BATCH_COUPLED = ("batch", "global", "cross")
 
 
+def _var(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
+    """Biased variance by the two-pass formula mean((x − mean)²): equal to ``x.var(dim,
+    unbiased=False)`` within float rounding, and 2–20× faster on CPU, where torch's Welford
+    reduction is slow for (N, C) activations (measured 64 ms vs 29 ms at 9216 × 256, one
+    thread)."""
+    if dim is None:
+        return (x - x.mean()).square().mean()
+    return (x - x.mean(dim, keepdim=True)).square().mean(dim, keepdim=keepdim)
+
+
 class CoordNorm(nn.Module):
     """One normalization layer; ``kind`` ∈ {batch, layer, global, cross}."""
 
@@ -51,13 +61,25 @@ class CoordNorm(nn.Module):
 
     def _batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "global":
-            return x.mean(), x.var(unbiased=False)
-        return x.mean(0), x.var(0, unbiased=False)  # batch, and the column part of cross
+            return x.mean(), _var(x)
+        return x.mean(0), _var(x, 0)  # batch, and the column part of cross
+
+    @property
+    def per_point(self) -> bool:
+        """True when a point's output depends on that point alone in the current mode: layer
+        norm, or a batch-coupled norm in eval mode with frozen statistics."""
+        return self.kind == "layer" or (not self.training and self.stats == "frozen"
+                                        and not self._capture)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(x) * self.weight + self.bias
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """x̂ (N, C): the normalized activations before γ, β (and, in training mode, the running
+        statistics' update)."""
         if self.kind == "layer":
-            mean, var = x.mean(1, keepdim=True), x.var(1, unbiased=False, keepdim=True)
-            return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+            mean, var = x.mean(1, keepdim=True), _var(x, 1, keepdim=True)
+            return (x - mean) / torch.sqrt(var + self.eps)
         n = x.shape[0]
         if self.training or self.stats == "batch" or self._capture:
             mean, var = self._batch_stats(x)
@@ -77,11 +99,11 @@ class CoordNorm(nn.Module):
         if self.kind == "cross":
             c = x.shape[1]
             row_sum = x.sum(1, keepdim=True)
-            row_var = x.var(1, unbiased=False, keepdim=True)
+            row_var = _var(x, 1, keepdim=True)
             mu = (row_sum + n_ref * mean - x) / (n_ref + c)
             var = (var + row_var).clamp_min(0)  # guard: σ² ≥ 0 even with rounding (fp16 NaN)
-            return (x - mu) / torch.sqrt(var + self.eps) * self.weight + self.bias
-        return (x - mean) / torch.sqrt(var.clamp_min(0) + self.eps) * self.weight + self.bias
+            return (x - mu) / torch.sqrt(var + self.eps)
+        return (x - mean) / torch.sqrt(var.clamp_min(0) + self.eps)
 
 
 @NORMS.register()
@@ -115,6 +137,13 @@ class CoordNormConfig(NormConfig):
 def batch_coupled(model: nn.Module) -> bool:
     """True when some layer makes a point's output depend on the other points of its batch."""
     return any(isinstance(m, CoordNorm) and m.batch_coupled for m in model.modules())
+
+
+def coupled_now(model: nn.Module) -> bool:
+    """True when some batch-coupled norm of ``model`` computes batch statistics in its current
+    mode (training, or eval with ``stats = "batch"``); False once every such norm evaluates
+    with frozen statistics (:func:`freeze_statistics` + eval), i.e. point by point."""
+    return any(isinstance(m, CoordNorm) and not m.per_point for m in model.modules())
 
 
 @torch.no_grad()

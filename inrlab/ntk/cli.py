@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli_config import build_config
-from ..config import PRESETS
+from ..config import PRESETS, has_field
 from ..errors import InrlabError
 from ..limits import check_memory
 from ..problems import load_problem
@@ -22,7 +22,8 @@ def ntk_parser(sub: Any) -> None:
         "ntk", help="eNTK spectra of one or more presets on a signal",
         description="Compute the empirical NTK of a preset (and --compare others) on N points of "
         "SIGNAL, write spectrum.json (eigenvalues, lambda_min, lambda_max, condition, mean, "
-        "variance per model) and plots. Config fields (--model.width 64 …) apply to every model.")
+        "variance per model) and plots. Config fields (--model.width 64 …) apply to every model "
+        "whose kinds have them (--model.encoding.sigma only to Fourier features).")
     p.add_argument("signal", help="problem: image path, embedded name, sines:5,10, ct:…, mri:…")
     p.add_argument("--preset", choices=sorted(PRESETS), required=True)
     p.add_argument("--compare", nargs="+", default=[], choices=sorted(PRESETS), metavar="PRESET",
@@ -52,7 +53,12 @@ def cmd_ntk(args: argparse.Namespace, extra: dict[str, str]) -> int:
     from .compare import model_for, model_spectrum, print_summary, write_comparison
 
     names = [args.preset] + [c for c in args.compare if c != args.preset]
-    cfgs = {n: build_config(args.signal, n, None, extra) for n in names}
+    # a field of one encoding/activation kind (--model.encoding.sigma) applies to the models whose
+    # kind has it; a field no compared model has is still an error
+    cfgs = {n: build_config(args.signal, n, None, extra, optional=extra) for n in names}
+    for path in extra:
+        if not any(has_field(c, path) for c in cfgs.values()):
+            build_config(args.signal, args.preset, None, {path: extra[path]})  # raises, one line
     signal = load_problem(cfgs[args.preset].signal)
     if args.steps < 0:
         raise InrlabError(f"--steps {args.steps} is negative: give 0 (initialization) or more")

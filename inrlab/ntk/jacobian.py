@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
-from ..models import batch_coupled
+from ..models import coupled_now
 
 CHUNK_BYTES = 2**28  # bound on one chunk of per-sample Jacobians
 
@@ -32,7 +32,7 @@ def jacobian(model: nn.Module, x: torch.Tensor, directions: torch.Tensor) -> tor
     def flat(jac: dict[str, torch.Tensor], lead: int) -> torch.Tensor:
         return torch.cat([jac[k].reshape(lead, m, -1) for k in params], dim=2)
 
-    if batch_coupled(model):
+    if coupled_now(model):
         def f_batch(p: dict[str, torch.Tensor]) -> torch.Tensor:
             return functional_call(model, p, (x,)) @ directions.T  # (N, M)
 

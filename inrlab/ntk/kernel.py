@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import functional_call, jacrev
 
 from ..errors import InrlabError
-from ..models import batch_coupled
+from ..models import coupled_now
 from ..models.encodings import Grid
 from ..models.norms import CoordNorm
 from .jacobian import jacobian_blocks, kernel_vector_product, trainable
@@ -111,7 +111,7 @@ def _channels(model: nn.Module, x: torch.Tensor) -> int:
     out_dim = getattr(model, "out_dim", None)
     if out_dim is None:
         with torch.no_grad():
-            out_dim = model(x[:2] if not batch_coupled(model) else x).shape[1]
+            out_dim = model(x[:2] if not coupled_now(model) else x).shape[1]
     return int(out_dim)
 
 

@@ -21,8 +21,10 @@ def sample_points(problem: Problem, n: int, how: str = "random", seed: int = 0,
     frequencies can be read); None for random.
 
     ``random``: n distinct points drawn with ``seed`` from ``pool`` (default: every point), sorted.
-    ``regular``: evenly spaced rows/columns of the grid; in 2-D an h × w sub-grid with the grid's
-    aspect ratio and h·w ≤ n (so n' may be slightly below n).
+    ``regular``: evenly spaced indices along every axis of the grid (1-D, 2-D images, 3-D volumes
+    and videos): a sub-grid with about the grid's aspect ratio and at most n points (so n' may be
+    slightly below n), see :func:`regular_subgrid`. ``pool`` is ignored (held-out points of the
+    sub-grid are kept: the eNTK does not depend on targets).
     """
     if how not in SAMPLINGS:
         raise InrlabError(f"unknown point sampling {how!r}: choose one of {', '.join(SAMPLINGS)}")
@@ -34,14 +36,20 @@ def sample_points(problem: Problem, n: int, how: str = "random", seed: int = 0,
         g = torch.Generator().manual_seed(seed)
         pick = torch.randperm(total, generator=g)[:n].sort().values
         return (pick if pool is None else pool[pick]), None
-    shape = problem.measurement_shape
+    sub = regular_subgrid(problem.measurement_shape, n)
+    axes = [np.linspace(0, s - 1, m).round().astype(np.int64)
+            for s, m in zip(problem.measurement_shape, sub, strict=True)]
+    flat = np.ravel_multi_index(np.meshgrid(*axes, indexing="ij"), problem.measurement_shape)
+    return torch.from_numpy(flat.reshape(-1)), sub
+
+
+def regular_subgrid(shape: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """Sides (m₁, …, m_d) of a regular sub-grid of ``shape`` with about its aspect ratio, each
+    m_i ≤ shape_i, and ∏ m_i ≤ n: the first side is the rounded share of a uniform scaling, the
+    rest fill n // m₁ recursively (1-D: n points; so 2-D gives h = round(√(n·H/W)), w = n // h)."""
     if len(shape) == 1:
-        return torch.from_numpy(np.linspace(0, shape[0] - 1, n).round().astype(np.int64)), (n,)
-    if len(shape) != 2:
-        raise InrlabError(f"regular point sampling supports 1-D and 2-D grids, not {shape}: use "
-                          f"random sampling")
-    h = min(shape[0], max(1, round(math.sqrt(n * shape[0] / shape[1]))))
-    w = min(shape[1], max(1, n // h))
-    rows = np.linspace(0, shape[0] - 1, h).round().astype(np.int64)
-    cols = np.linspace(0, shape[1] - 1, w).round().astype(np.int64)
-    return torch.from_numpy((rows[:, None] * shape[1] + cols[None, :]).ravel()), (h, w)
+        return (min(shape[0], n),)
+    d = len(shape)
+    share = n * shape[0] ** (d - 1) / math.prod(shape[1:])  # m₁^d at the grid's aspect ratio
+    m = min(shape[0], max(1, round(math.sqrt(share) if d == 2 else share ** (1 / d))))
+    return (m, *regular_subgrid(shape[1:], max(1, n // m)))

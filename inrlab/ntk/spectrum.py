@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import InrlabError
-from ..train.metrics import radial_bands
+from ..train.metrics import radial_bands, radial_frequency
 from .kernel import kernel_matvec
 
 
@@ -106,24 +106,19 @@ def eigenvector_frequencies(vectors: np.ndarray, grid_shape: tuple[int, ...],
 
     Each eigenvector is reshaped to ``grid_shape`` and Fourier-transformed. Returns
     ``mean_frequency`` (k,): the energy-weighted mean radial frequency in cycles per sample
-    (0 … 0.5 in 1-D, 0 … √0.5 in 2-D), and ``band_energy`` (k, n_bands): the energy fraction in
-    ``n_bands`` equal-width rings of radial frequency (see ``train.metrics.radial_bands``).
+    (0 … 0.5 in 1-D, 0 … √0.5 in 2-D, 0 … √0.75 in 3-D), and ``band_energy`` (k, n_bands): the
+    energy fraction in ``n_bands`` equal-width shells of radial frequency (see
+    ``train.metrics.radial_bands``).
     """
     v = np.asarray(vectors, np.float64)
     n = int(np.prod(grid_shape))
     if v.shape[0] != n:
         raise InrlabError(f"eigenvectors have {v.shape[0]} entries but grid {grid_shape} has {n} "
                           f"points: frequency content needs the kernel on a full regular grid")
-    if len(grid_shape) == 1:
-        freq = np.abs(np.fft.fftfreq(n))
-        bands = np.minimum((freq / 0.5 * n_bands).astype(int), n_bands - 1)
-    elif len(grid_shape) == 2:
-        fy = np.fft.fftfreq(grid_shape[0])[:, None]
-        fx = np.fft.fftfreq(grid_shape[1])[None, :]
-        freq = np.sqrt(fy**2 + fx**2).ravel()
-        bands = radial_bands(tuple(grid_shape), n_bands).ravel()
-    else:
-        raise InrlabError(f"eigenvector frequencies support 1-D and 2-D grids, got {grid_shape}")
+    if not 1 <= len(grid_shape) <= 3:
+        raise InrlabError(f"eigenvector frequencies support 1-, 2- and 3-D grids, got {grid_shape}")
+    freq = radial_frequency(tuple(grid_shape)).ravel()
+    bands = radial_bands(tuple(grid_shape), n_bands).ravel()
     axes = tuple(range(len(grid_shape)))
     power = np.abs(np.fft.fftn(v.T.reshape(-1, *grid_shape), axes=tuple(a + 1 for a in axes))) ** 2
     power = power.reshape(v.shape[1], -1)

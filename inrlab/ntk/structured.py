@@ -6,7 +6,8 @@ Layer-norm affine γ, β add (G ⊙ X̂)(G ⊙ X̂)ᵀ + G Gᵀ (G = ∂f/∂y, 
 encoding adds Σ_l (W_l W_lᵀ) ⊙ (G_l G_lᵀ) per level l, W_l the sparse N × table interpolation
 matrix and G_l (N × F) the gradient w.r.t. the level's features. Every G comes from one backward
 pass of Σ_i e·f(x_i) per output direction e, which is exact because samples do not interact:
-this is why batch-coupled norms are excluded (:func:`unsupported_layer`).
+this is why batch-coupled norms are excluded (:func:`unsupported_layer`) unless they evaluate
+with frozen statistics (eval mode), which makes them per-point maps like layer norm.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def unsupported_layer(model: nn.Module) -> str | None:
         if type(lin) is not nn.Linear:
             return f"linears.{i} ({type(lin).__name__} is not a plain nn.Linear)"
         if isinstance(norm, CoordNorm):
-            if norm.kind != "layer":
+            if not norm.per_point:
                 return f"norms.{i} ({norm.kind} norm couples the samples of a batch)"
         elif type(norm) is not nn.Identity:
             return f"norms.{i} ({type(norm).__name__} is not a known per-sample norm)"
@@ -139,8 +140,7 @@ def layer_gradients(model: INR, x: torch.Tensor, directions: torch.Tensor
                 z.requires_grad_()
             layers.append(("linear", h.detach(), z, lin.weight.requires_grad, lin.bias.requires_grad))
             if isinstance(norm, CoordNorm):
-                mean, var = z.mean(1, keepdim=True), z.var(1, unbiased=False, keepdim=True)
-                xhat = (z - mean) / torch.sqrt(var + norm.eps)
+                xhat = norm.normalize(z)  # per point (checked by unsupported_layer)
                 z = xhat * norm.weight.detach() + norm.bias.detach()
                 layers.append(("affine", xhat.detach(), z, norm.weight.requires_grad,
                                norm.bias.requires_grad))

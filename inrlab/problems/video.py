@@ -162,8 +162,9 @@ class Video(Problem):
         return self.batch(self.train_idx)
 
     # ------------------------------------------------------------------ scoring
-    def predict_frames(self, model: nn.Module, chunk: int = 2 ** 16) -> np.ndarray:
-        """(T, H, W, C) float32 prediction in [−1, 1] scale (not clipped), in chunks."""
+    def predict_frames(self, model: nn.Module, chunk: int | None = None) -> np.ndarray:
+        """(T, H, W, C) float32 prediction in [−1, 1] scale (not clipped), in chunks of ``chunk``
+        points (None: the device default, ``volume.eval_chunk``)."""
         out = np.empty((self.n_measurements, self.out_dim), np.float32)
         for s, o in chunked(model, lambda a, b: self.points(torch.arange(a, b)),
                             self.n_measurements, chunk):

@@ -183,15 +183,31 @@ def frozen_norms(model: nn.Module) -> Iterator[None]:
             m.stats = s
 
 
-def chunked(model: nn.Module, points: Any, n: int, chunk: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """(start, outputs (c, C)) of ``model`` on ``points(start, stop)`` → (c, 3), in chunks."""
+CPU_CHUNK = 4_096  # a 2×256 MLP's activations (4 MB) stay in cache: 2–3× faster than 65 536
+GPU_CHUNK = 262_144  # enough points per launch to fill a GPU
+
+
+def eval_chunk(chunk: int | None, device: torch.device) -> int:
+    """Points per evaluation forward pass: ``chunk``, or when None the device's default
+    (``CPU_CHUNK`` on a CPU, ``GPU_CHUNK`` on an accelerator); errors for ``chunk`` ≤ 0."""
+    if chunk is None:
+        return CPU_CHUNK if device.type == "cpu" else GPU_CHUNK
     if chunk <= 0:
         raise InrlabError(f"chunk size {chunk} is impossible: signal.volume.chunk must be > 0")
+    return chunk
+
+
+def chunked(model: nn.Module, points: Any, n: int,
+            chunk: int | None) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, outputs (c, C) float32 on the CPU) of ``model`` on ``points(start, stop)`` → (c, 3),
+    in chunks of ``chunk`` points (None: :func:`eval_chunk`'s device default), under
+    ``torch.inference_mode`` with batch-coupled norms frozen."""
     p = next(model.parameters())
+    chunk = eval_chunk(chunk, p.device)
     was = model.training
     model.eval()
     try:
-        with torch.no_grad(), frozen_norms(model):
+        with torch.inference_mode(), frozen_norms(model):
             for s in range(0, n, chunk):
                 yield s, model(points(s, min(n, s + chunk)).to(p.device, p.dtype)).float().cpu()
     finally:
@@ -363,17 +379,19 @@ class Occupancy(Problem):
     # ------------------------------------------------------------------ scoring
     def iou_counts(self, model: nn.Module, idx: torch.Tensor | None = None) -> dict[str, Any]:
         """IoU at probability 0.5 on training and held-out voxels: every voxel (``idx`` None, in
-        chunks) or the voxels ``idx``."""
+        chunks) or the voxels ``idx``. One pass per chunk: a histogram of the code 4·held-out +
+        2·predicted + target, so the counts need no per-class masks."""
         n = self.n_measurements if idx is None else len(idx)
         ids = (lambda a, b: torch.arange(a, b)) if idx is None else (lambda a, b: idx[a:b])
-        cnt = np.zeros((2, 2), np.int64)  # [train/heldout, intersection/union]
+        cnt = torch.zeros(8, dtype=torch.int64)
         for s, o in chunked(model, lambda a, b: self.points(ids(a, b)), n, self.vcfg.chunk):
-            i = ids(s, s + len(o))
-            pred, gt, ho = o[:, 0] > 0, self.flat[i], self.is_heldout(i)
-            for k, m in enumerate((~ho, ho)):
-                cnt[k, 0] += int((pred & gt & m).sum())
-                cnt[k, 1] += int(((pred | gt) & m).sum())
-        iou = [float(c[0] / c[1]) if c[1] else None for c in cnt]
+            e = s + len(o)
+            i = ids(s, e)
+            gt = self.flat[s:e] if idx is None else self.flat[i]  # a view for whole volumes
+            code = self.is_heldout(i).to(torch.uint8) * 4 + (o[:, 0] > 0).to(torch.uint8) * 2 + gt
+            cnt += torch.bincount(code, minlength=8)
+        c = cnt.view(2, 4)  # [train / held-out, (pred, target) = 00, 01, 10, 11]
+        iou = [float(r[3] / (r[1] + r[2] + r[3])) if r[1:].sum() else None for r in c]
         return {"iou_train": iou[0], "iou_heldout": iou[1], "eval_voxels": n}
 
     def mesh_grid(self) -> tuple[int, int, int]:

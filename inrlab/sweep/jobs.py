@@ -14,7 +14,12 @@ Job kinds (parameters, defaults):
   ``model.width`` on the 1-D ``signal`` (``train.iga.group``, ``train.iga.end``, ``train.seed``);
 * ``fresh_validate``: FreSh scores ``sweep`` on the untrained model, then every candidate (and the
   default) is trained under ``RUN/grid/`` (``sweep`` required, ``default`` the config's value,
-  ``bins`` 64, ``inits`` 10).
+  ``bins`` 64, ``inits`` 10, ``metric`` "psnr": the grid search's criterion, e.g.
+  "psnr_heldout").
+* ``fresh_train``: FreSh picks ``sweep``'s value on the untrained model (the run's own config:
+  norms and all), then the run trains with it (``sweep`` required, ``bins`` None: 64 or the most
+  the signal allows, ``inits`` 10, ``callbacks``): FreSh as one technique among others,
+  combinable with any of them.
 
 Callbacks:
 
@@ -148,7 +153,8 @@ def twolayer_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[
 
 def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     """FreSh's pick against the real grid: score ``params["sweep"]``, train every candidate and
-    the default (resuming, under ``run_dir/grid``); rank, gap, gain, cost and Spearman's ρ."""
+    the default (resuming, under ``run_dir/grid``); rank, gap, gain, cost and Spearman's ρ, all
+    by the final ``params["metric"]`` (``psnr``, ``psnr_heldout`` …; called psnr below)."""
     import scipy.stats
 
     from ..fresh.select import parse_sweep, select
@@ -156,6 +162,7 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
 
     signal = load_problem(cfg.signal)
     path, values = parse_sweep(str(params["sweep"]), cfg)
+    metric = str(params["metric"])
     default = params["default"] if params.get("default") is not None else get_field(cfg, path)
     res = select(signal, cfg, path, values, inits=int(params["inits"]), bins=int(params["bins"]),
                  device=cfg.train.device)
@@ -166,11 +173,16 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
         set_field(c, path, v)
         m = run(c, run_dir / "grid" / f"{path.rsplit('.', 1)[-1]}={v}", problem=signal,
                 resume=True, progress=False).metrics
-        psnr[v], secs[v] = float(m["psnr"]), float(m["seconds"])
+        if m.get(metric) is None:
+            raise InrlabError(f"job.metric {metric!r} is not among the run's metrics "
+                              f"({', '.join(k for k in m if k.startswith('psnr'))}): "
+                              f"psnr_heldout needs signal.heldout > 0")
+        psnr[v], secs[v] = float(m[metric]), float(m["seconds"])
     grid = np.array([psnr[v] for v in values])
     best_v = values[int(np.argmax(grid))]
     rho = scipy.stats.spearmanr(-res.mean, grid).statistic if len(values) > 2 else float("nan")
-    metrics = {"field": path, "default": default, "fresh_pick": res.best, "grid_best": best_v,
+    metrics = {"field": path, "metric": metric, "default": default, "fresh_pick": res.best,
+               "grid_best": best_v,
                "rank": 1 + int(np.sum(grid > psnr[res.best])), "of": len(values),
                "psnr_pick": psnr[res.best], "psnr_best": psnr[best_v],
                "psnr_default": psnr[default], "gap_db": psnr[best_v] - psnr[res.best],
@@ -183,12 +195,40 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
     return to_jsonable(metrics)
 
 
+def fresh_train_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Score ``params["sweep"]`` with FreSh on the untrained ``cfg``, train the pick into
+    ``run_dir`` (resuming) with the named callbacks; the metrics gain ``fresh_field``,
+    ``fresh_pick`` and ``fresh_s``, and the run folder ``fresh.json`` / ``fresh.png``. The
+    scoring is seeded, so a resumed run re-scores to the same pick (the trainer refuses a
+    checkpoint whose config differs)."""
+    from ..fresh.select import parse_sweep, select
+    from ..fresh.spectrum import nyquist_bins
+    from ..problems import load_problem
+
+    signal = load_problem(cfg.signal)
+    path, values = parse_sweep(str(params["sweep"]), cfg)
+    bins = params["bins"]
+    if bins is None:
+        bins = min(64, nyquist_bins(signal.reference().shape))
+    res = select(signal, cfg, path, values, inits=int(params["inits"]), bins=int(bins),
+                 seed=cfg.train.seed, device=cfg.train.device)
+    c = copy.deepcopy(cfg)
+    set_field(c, path, res.best)
+    run(c, run_dir, problem=signal, resume=True, progress=False,
+        callbacks=build_callbacks(params))
+    res.save(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {**metrics, "fresh_field": path, "fresh_pick": res.best, "fresh_s": res.seconds}
+
+
 JOBS["train"] = Job(train_job, callbacks=True)
 JOBS["train_compress"] = Job(train_compress_job, {"bits": [8], "per_channel": False,
                                                   "codec": "lzma"}, callbacks=True)
 JOBS["twolayer_ntk"] = Job(twolayer_job)
 JOBS["fresh_validate"] = Job(fresh_job, {"sweep": REQUIRED, "default": None, "bins": 64,
-                                         "inits": 10})
+                                         "inits": 10, "metric": "psnr"})
+JOBS["fresh_train"] = Job(fresh_train_job, {"sweep": REQUIRED, "bins": None, "inits": 10},
+                          callbacks=True)
 
 
 # ---------------------------------------------------------------------------- callbacks
@@ -240,7 +280,7 @@ class EntkSpectra:
             return
         sig = trainer.problem
         idx, shape = sample_points(sig, self.points, self.sampling, trainer.cfg.train.seed)
-        x = sig.coords[idx]
+        x = sig.points(idx)  # grids, volumes, video
         recs = {f"step {step}": model_spectrum(trainer.model, x, shape)}
         if self.no_grid:
             frozen = float_copy(trainer.model)

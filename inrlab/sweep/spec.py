@@ -194,14 +194,26 @@ _KEY_DEFAULTS = {
 # purpose: old stores keep their keys): (section path, field) → default.
 _KEY_NEW_FIELDS = {(("signal", "nerf"), "fine_samples"): 0,
                    (("signal", "mri"), "trajectory"): "cartesian", (("signal", "mri"), "spokes"): 32,
-                   (("model",), "norm_placement"): "auto"}
+                   (("model",), "norm_placement"): "auto", (("train", "iga"), "coupled"): "frozen"}
+
+
+# Fields that change how a run is executed, not its results, keyed at one fixed value (the default
+# when stores were first written) whatever they are set to: (section path, field) → keyed value.
+_KEY_EXECUTION_FIELDS = {(("signal", "volume"), "chunk"): 65_536}
 
 
 def config_key(cfg: RunConfig, job: dict[str, Any] | None = None) -> str:
-    """16 hex digits of the SHA-256 of the resolved config without ``train.device``, and of the
-    job when it is not a plain training run (so plain runs keep their keys)."""
+    """16 hex digits of the SHA-256 of the resolved config without ``train.device`` (and with the
+    execution-only fields of ``_KEY_EXECUTION_FIELDS`` at their fixed value), and of the job when
+    it is not a plain training run (so plain runs keep their keys)."""
     d: dict[str, Any] = cfg.to_dict()
     d["train"].pop("device", None)
+    for (path, name), keyed in _KEY_EXECUTION_FIELDS.items():
+        sec = d
+        for part in path:
+            sec = sec.get(part, {})
+        if name in sec:
+            sec[name] = keyed
     for section, defaults in _KEY_DEFAULTS.items():
         d["model"][section] = {**defaults, **d["model"][section]}
     # the placement in effect: "pre" (the only one before the field existed) keys as before,

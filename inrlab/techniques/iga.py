@@ -233,6 +233,10 @@ class IGAConfig(TechniqueConfig):
     kernel: str = "representative"
     every: int = 1  # recompute the eNTK and S every k steps (full batch only)
     ntk_method: str = "auto"  # inrlab.ntk.kernel route: auto, structured, jacobian
+    # with a batch-coupled norm (batch, global, cross): frozen = the norms' statistics of the
+    # training batch held fixed, so rows are per point (fast); batch = the eNTK of the group rows
+    # taken as one batch (their own statistics; a whole-batch Jacobian, 20-40x slower)
+    coupled: str = "frozen"
 
     def validate(self) -> None:
         check_positive("train.iga.group", self.group)
@@ -240,6 +244,7 @@ class IGAConfig(TechniqueConfig):
         check_choice("train.iga.variant", self.variant, IGA_VARIANTS)
         check_choice("train.iga.kernel", self.kernel, IGA_KERNELS)
         check_choice("train.iga.ntk_method", self.ntk_method, NTK_METHODS)
+        check_choice("train.iga.coupled", self.coupled, ("batch", "frozen"))
         check_positive("train.iga.every", self.every)
         if self.start < 0 or self.end <= self.start:
             raise InrlabError(f"train.iga.start={self.start}, end={self.end}: need 0 ≤ start < end")
@@ -399,6 +404,20 @@ class IGA(Technique):
         return patch_kernel(model, points.to(dtype), weights, method=self.icfg.ntk_method,
                             dtype=param_dtype).double()
 
+    def _kernel_model(self, model: nn.Module, idx: torch.Tensor) -> nn.Module:
+        """``model``, or with ``train.iga.coupled = "frozen"`` and a batch-coupled norm, a copy
+        whose norms evaluate every point with the statistics of the training batch ``idx``."""
+        from ..models import batch_coupled, freeze_statistics
+        from ..ntk.kernel import float_copy
+
+        if self.icfg.coupled != "frozen" or not batch_coupled(model):
+            return model
+        assert self.problem is not None
+        param = next(model.parameters())
+        frozen = float_copy(model, param.dtype)
+        freeze_statistics(frozen, self.problem.points(idx.cpu()).to(param))
+        return frozen.eval()
+
     def loss(self, model: nn.Module, batch: Batch, pred: torch.Tensor, step: int) -> torch.Tensor:
         """L' = (2/(B·C)) Σ pred ⊙ stopgrad(S r): its gradient is the adjusted update (for the
         MSE loss; other losses use their residual, ``Problem.residual``)."""
@@ -431,7 +450,8 @@ class IGA(Technique):
         if stale:
             present = torch.zeros(len(groups), p, dtype=torch.bool, device=dev)
             present[local, k_of] = True
-            k = self.group_kernel(model, groups, res, present, pred.dtype)
+            k = self.group_kernel(self._kernel_model(model, idx), groups, res, present,
+                                  pred.dtype)
             bal = balance(k, self.icfg.start, self.icfg.end, self.icfg.variant)
             if bal.eigenvalues is None:
                 self.fallbacks += 1

@@ -70,12 +70,18 @@ def band_error_1d(pred: np.ndarray, target: np.ndarray, bins: np.ndarray) -> np.
     return num / np.maximum(den, 1e-12)
 
 
-def radial_bands(shape: tuple[int, int], n_bands: int) -> np.ndarray:
-    """Band index (H, W) of each 2-D DFT coefficient: ``n_bands`` equal-width rings in
-    normalised radial frequency √(f_y² + f_x²) ∈ [0, √0.5] (cycles per pixel); DC is band 0's."""
-    fy = np.fft.fftfreq(shape[0])[:, None]
-    fx = np.fft.fftfreq(shape[1])[None, :]
-    r = np.sqrt(fy**2 + fx**2) / np.sqrt(0.5)
+def radial_frequency(shape: tuple[int, ...]) -> np.ndarray:
+    """Radial frequency √(Σ f_i²) (``shape``) of each DFT coefficient of a d-D grid, cycles per
+    sample, in [0, √(d/4)] (FFT order)."""
+    f = np.meshgrid(*(np.fft.fftfreq(s) for s in shape), indexing="ij")
+    return np.sqrt(sum(a**2 for a in f))
+
+
+def radial_bands(shape: tuple[int, ...], n_bands: int) -> np.ndarray:
+    """Band index (``shape``) of each DFT coefficient of a d-D grid: ``n_bands`` equal-width shells
+    in normalised radial frequency (:func:`radial_frequency` / √(d/4); 2-D: rings up to √0.5
+    cycles per pixel); DC is band 0's."""
+    r = radial_frequency(shape) / np.sqrt(len(shape) / 4)
     return np.minimum((r * n_bands).astype(int), n_bands - 1)
 
 

@@ -92,7 +92,7 @@ ANALYSES: Registry[Analysis] = Registry("analysis", "inrlab.analyses")
 
 def get_analysis(name: str) -> Analysis:
     """The registered analysis ``name`` (built-in ones are registered on import)."""
-    from . import compression, fresh, iga, ntk  # noqa: F401  (register the built-in analyses)
+    from . import combined, compression, fresh, iga, ntk  # noqa: F401  (register the built-in analyses)
 
     return ANALYSES.get(name)
 

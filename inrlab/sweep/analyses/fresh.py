@@ -7,7 +7,7 @@ import pandas as pd
 
 from . import ANALYSES, Context, Result
 
-COLUMNS = ["signal", "experiment", "default", "fresh_pick", "grid_best", "rank", "of", "psnr_pick",
+COLUMNS = ["signal", "experiment", "metric", "default", "fresh_pick", "grid_best", "rank", "of", "psnr_pick",
            "psnr_best", "psnr_default", "gap_db", "gain_db", "spearman", "cost"]
 
 
