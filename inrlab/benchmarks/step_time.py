@@ -36,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernels", nargs="+", default=["auto"], choices=kernels.BACKENDS,
                    help="kernel backends to time; eager = the reference paths (eager activations, "
                    "grid gather, looped Adam): 'eager auto' gives before/after in one run")
+    p.add_argument("--fresh", action="store_true",
+                   help="new points every step (mini-batch training: size² pixels drawn with "
+                   "replacement in 2-D, new uniform points in 3-D), so nothing derived from the "
+                   "coordinates can be reused between steps")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", type=int, default=0, metavar="K",
@@ -71,6 +75,12 @@ def top_ops(step: Any, device: torch.device, k: int = 1) -> list[tuple[str, floa
     return [(e.key, getattr(e, key) / total) for e in avgs[:k]]
 
 
+def _field(x: torch.Tensor) -> torch.Tensor:
+    """The smooth RGB field (N, 3) the 3-D benchmark fits at points ``x`` (N, 3)."""
+    return torch.stack([torch.sin(3 * x[:, 0] + x[:, 1]), torch.cos(2 * x[:, 1] * x[:, 2]),
+                        torch.sin(4 * x[:, 2] - x[:, 0])], dim=1) * 0.5 + 0.5
+
+
 def _points(size: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Coordinates (N, dim) and RGB targets (N, 3), N = size²: the astronaut pixel grid in 2-D,
     seeded uniform points with a smooth colour field in 3-D."""
@@ -79,9 +89,27 @@ def _points(size: int, dim: int, device: torch.device) -> tuple[torch.Tensor, to
         return sig.coords.to(device), sig.targets.to(device)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(size * size, 3, generator=g) * 2 - 1
-    y = torch.stack([torch.sin(3 * x[:, 0] + x[:, 1]), torch.cos(2 * x[:, 1] * x[:, 2]),
-                     torch.sin(4 * x[:, 2] - x[:, 0])], dim=1) * 0.5 + 0.5
-    return x.to(device), y.to(device)
+    return x.to(device), _field(x).to(device)
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, dim: int,
+            fresh: bool) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """A function returning each step's (coordinates, targets): always ``x, y`` (full batch), or
+    with ``fresh`` new tensors every call: N seeded random rows of (x, y) in 2-D (with
+    replacement), N new uniform points and their field values in 3-D."""
+    if not fresh:
+        return lambda: (x, y)
+    g = torch.Generator().manual_seed(1)
+    n = x.shape[0]
+
+    def draw() -> tuple[torch.Tensor, torch.Tensor]:
+        if dim == 2:
+            i = torch.randint(n, (n,), generator=g).to(x.device)
+            return x[i], y[i]
+        p = (torch.rand(n, 3, generator=g) * 2 - 1).to(x.device)
+        return p, _field(p)
+
+    return draw
 
 
 def main(args: argparse.Namespace) -> int:
@@ -97,8 +125,12 @@ def main(args: argparse.Namespace) -> int:
             model = build_model(cfg.model, args.dim, 3).to(dev)
             opt = build_adam(model.parameters(), cfg.train.lr, cfg.train.adam_eps)
 
-            def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
-                loss = torch.mean((model(x) - y) ** 2)
+            draw = batches(x, y, args.dim, args.fresh)
+
+            def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt,
+                     draw: Callable = draw) -> None:
+                xb, yb = draw()
+                loss = torch.mean((model(xb) - yb) ** 2)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -109,14 +141,15 @@ def main(args: argparse.Namespace) -> int:
             op, share = ops[0]
             if args.profile:
                 print("    profile: " + ", ".join(f"{o} {100 * f:.0f}%" for o, f in ops))
-            rows.append({"preset": name, "kernels": backend, "step_s": t_step,
+            rows.append({"preset": name, "kernels": backend, "fresh": args.fresh, "step_s": t_step,
                          "roofline_s": t_roof, "ratio": ratio, "top_op": op,
                          "top_op_share": share,
                          "params": sum(p.numel() for p in model.parameters())})
             print(f"  {name} ({backend} kernels): {t_step:.4f} s/step, {ratio:.2f}× roofline",
                   flush=True)
     kernels.set_backend("auto")
-    print(f"\nstep time, {args.size}² points, {args.dim}-D, full batch ({x.shape[0]} points), "
+    batch = "new points each step" if args.fresh else "full batch"
+    print(f"\nstep time, {args.size}² points, {args.dim}-D, {batch} ({x.shape[0]} points), "
           f"{dev}, {torch.get_num_threads()} threads")
     print_table(rows, ["preset", "kernels", "step_s", "roofline_s", "ratio", "top_op",
                        "top_op_share", "params"])
