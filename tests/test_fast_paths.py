@@ -285,3 +285,25 @@ def test_train_compile_falls_back_to_eager(small_image, monkeypatch):
         _, params = _fit_small(small_image, "hash", True)
     _, ref = _fit_small(small_image, "hash", False)
     torch.testing.assert_close(params, ref, rtol=0, atol=0)
+
+
+def test_step_time_fresh_batches_and_breakdown(tmp_path):
+    """``bench step-time --fresh`` draws new coordinates every step (so the grid cannot reuse an
+    interpolation); ``--breakdown`` times the parts of a grid step."""
+    import json
+
+    from inrlab.benchmarks.step_time import batches
+    from inrlab.cli import main
+
+    x, y = torch.rand(16, 3), torch.rand(16, 3)
+    draw = batches(x, y, 3, fresh=True)
+    (a, _), (b, _) = draw(), draw()
+    assert a.shape == x.shape and not torch.equal(a, b)
+    assert batches(x, y, 3, fresh=False)()[0] is x
+    out = tmp_path / "st.json"
+    assert main(["bench", "step-time", "--presets", "hash", "--dim", "3", "--size", "8",
+                 "--finest", "16", "--repeats", "1", "--fresh", "--breakdown",
+                 "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["fresh"] and row["finest"] == 16
+    assert all(row[f"{k}_s"] > 0 for k in ("encode", "mlp", "adam", "table_copy"))

@@ -13,6 +13,7 @@ the most self time in a profiled step (torch.profiler), i.e. what else limits th
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from ..config import PRESETS, preset
 from ..models import build_model, kernels
+from ..models.encodings import Grid
 from ..problems import Image
 from ..train.optim import build_adam
 from ..utils import resolve_device, seed_everything
@@ -40,6 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="new points every step (mini-batch training: size² pixels drawn with "
                    "replacement in 2-D, new uniform points in 3-D), so nothing derived from the "
                    "coordinates can be reused between steps")
+    p.add_argument("--finest", type=int, default=None, metavar="R",
+                   help="grid presets: finest resolution R instead of the preset's (e.g. 128 for "
+                   "a dense 3-D grid)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="grid presets: also time the step's parts alone, each against the "
+                   "roofline: encoding forward + table gradient, MLP forward + backward (on "
+                   "fixed features), the Adam step, one copy of the table")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", type=int, default=0, metavar="K",
@@ -112,6 +121,39 @@ def batches(x: torch.Tensor, y: torch.Tensor, dim: int,
     return draw
 
 
+def breakdown(model: torch.nn.Module, opt: torch.optim.Optimizer, draw: Callable,
+              roof: Callable[[], None], dev: torch.device, repeats: int) -> dict[str, float]:
+    """Seconds of the parts of a grid model's training step, each timed alone back to back with
+    the roofline (``<part>_s`` and ``<part>_ratio``): ``encode`` (the encoding's forward and its
+    table gradient, coordinates from ``draw``), ``mlp`` (the layers' forward and backward on
+    fixed features, MSE included), ``adam`` (the optimizer step, gradients in place),
+    ``table_copy`` (one read and write of the table: a memory-traffic yardstick)."""
+    enc = model.encoding
+    xb, yb = draw()
+    feats = enc(xb).detach()
+    layers = [m for m in model.children() if m is not enc]
+
+    def encode() -> None:
+        out = enc(draw()[0])
+        torch.autograd.grad(out, enc.table, torch.ones_like(out))
+
+    def mlp() -> None:
+        h = feats
+        for lin, norm, act in zip(model.linears, model.norms, model.acts, strict=True):
+            h = act(norm(lin(h)))
+        loss = torch.mean((model.head(h) - yb) ** 2)
+        torch.autograd.grad(loss, [p for m in layers for p in m.parameters()])
+
+    buf = torch.empty_like(enc.table)
+    parts = {"encode": encode, "mlp": mlp, "adam": opt.step,
+             "table_copy": lambda: buf.copy_(enc.table.detach())}
+    out: dict[str, float] = {}
+    for key, fn in parts.items():
+        t, _, r = time_ratio(fn, roof, dev, repeats)
+        out[f"{key}_s"], out[f"{key}_ratio"] = t, r
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     dev = resolve_device(args.device)
     torch.set_num_threads(args.threads)
@@ -121,6 +163,8 @@ def main(args: argparse.Namespace) -> int:
         for backend in args.kernels:
             kernels.set_backend(backend)
             cfg = preset(name)
+            if args.finest is not None and cfg.model.encoding.kind in ("multigrid", "hash"):
+                cfg.model.encoding.finest_resolution = args.finest
             seed_everything(0)
             model = build_model(cfg.model, args.dim, 3).to(dev)
             opt = build_adam(model.parameters(), cfg.train.lr, cfg.train.adam_eps)
@@ -135,8 +179,8 @@ def main(args: argparse.Namespace) -> int:
                 loss.backward()
                 opt.step()
 
-            t_step, t_roof, ratio = time_ratio(step, roofline_fn(model, x.shape[0], dev), dev,
-                                               args.repeats)
+            roof = roofline_fn(model, x.shape[0], dev)
+            t_step, t_roof, ratio = time_ratio(step, roof, dev, args.repeats)
             ops = top_ops(step, dev, max(args.profile, 1))
             op, share = ops[0]
             if args.profile:
@@ -144,7 +188,12 @@ def main(args: argparse.Namespace) -> int:
             rows.append({"preset": name, "kernels": backend, "fresh": args.fresh, "step_s": t_step,
                          "roofline_s": t_roof, "ratio": ratio, "top_op": op,
                          "top_op_share": share,
-                         "params": sum(p.numel() for p in model.parameters())})
+                         "params": sum(p.numel() for p in model.parameters()),
+                         "finest": getattr(cfg.model.encoding, "finest_resolution", None)})
+            if args.breakdown and isinstance(model.encoding, Grid):
+                rows[-1].update(breakdown(model, opt, draw, roof, dev, args.repeats))
+                print("    parts (× roofline): " + ", ".join(
+                    f"{k[:-6]} {v:.2f}" for k, v in rows[-1].items() if k.endswith("_ratio")))
             print(f"  {name} ({backend} kernels): {t_step:.4f} s/step, {ratio:.2f}× roofline",
                   flush=True)
     kernels.set_backend("auto")
@@ -154,5 +203,6 @@ def main(args: argparse.Namespace) -> int:
     print_table(rows, ["preset", "kernels", "step_s", "roofline_s", "ratio", "top_op",
                        "top_op_share", "params"])
     write_results(args.out, "step-time", rows, {"size": args.size, "dim": args.dim,
-                                                "device": str(dev)})
+                                                "fresh": args.fresh, "device": str(dev),
+                                                "load_average": os.getloadavg()})
     return 0
