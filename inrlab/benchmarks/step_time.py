@@ -185,11 +185,16 @@ def main(args: argparse.Namespace) -> int:
             op, share = ops[0]
             if args.profile:
                 print("    profile: " + ", ".join(f"{o} {100 * f:.0f}%" for o, f in ops))
-            rows.append({"preset": name, "kernels": backend, "fresh": args.fresh, "step_s": t_step,
+            rows.append({"preset": name, "kernels": backend, "step_s": t_step,
                          "roofline_s": t_roof, "ratio": ratio, "top_op": op,
                          "top_op_share": share,
-                         "params": sum(p.numel() for p in model.parameters()),
-                         "finest": getattr(cfg.model.encoding, "finest_resolution", None)})
+                         "params": sum(p.numel() for p in model.parameters())})
+            # descriptive (string) fields only when set: they join the history key
+            # (benchmarks.history) and leave the default runs' keys as they were
+            if args.fresh:
+                rows[-1]["batch"] = "fresh"
+            if args.finest is not None:
+                rows[-1]["finest"] = str(args.finest)
             if args.breakdown and isinstance(model.encoding, Grid):
                 rows[-1].update(breakdown(model, opt, draw, roof, dev, args.repeats))
                 print("    parts (× roofline): " + ", ".join(
