@@ -141,6 +141,9 @@ def test_interpolation_equals_per_corner_formula(dim, hashed, log2, dense_when_f
     ref_idx, ref_w = _reference_interpolation(grid, x)
     assert torch.equal(idx, ref_idx)
     assert torch.equal(w, ref_w)
+    # under torch.func transforms (no out= ops): the same
+    v_idx, v_w = torch.func.vmap(grid.interpolation)(x.view(7, 100, dim))
+    assert torch.equal(v_idx.reshape(idx.shape), idx) and torch.equal(v_w.reshape(w.shape), w)
 
 
 @pytest.mark.parametrize("f", [1, 2, 3, 4])

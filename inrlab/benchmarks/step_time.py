@@ -7,7 +7,9 @@ A·Wᵀ, input gradient G·W, weight gradient Gᵀ·A) at the layer's shapes. ``
 roofline: how far the step is from "only the matmuls", the median over repeats of step and
 roofline timed back to back (robust to the load of a shared machine). ``top_op`` is the op with
 the most self time in a profiled step (torch.profiler), i.e. what else limits the preset.
-``--kernels eager auto`` times the reference paths and the fast ones in one process.
+``--kernels eager auto`` times the reference paths and the fast ones in one process; ``--fresh``
+draws new points every step (mini-batch training, where nothing derived from the coordinates is
+reused); ``--breakdown`` times a grid step's parts alone against the same roofline.
 """
 
 from __future__ import annotations

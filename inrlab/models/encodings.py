@@ -143,33 +143,49 @@ class Grid(nn.Module):
         w = axis(w2, 0)
         for i in range(1, d):  # products in axis order
             w = w * axis(w2, i)
-        idx = torch.empty(block, dtype=torch.long, device=x.device)
+        # rows are written into one (N, L, 2, …, 2) tensor by out= ops (no concatenation pass);
+        # under torch.func transforms and compile traces, which refuse out=, concatenated
+        functional = (torch._C._functorch.is_functorch_wrapped_tensor(x)
+                      or torch.compiler.is_compiling())
+        idx = None if functional else torch.empty(block, dtype=torch.long, device=x.device)
+        parts: list[torch.Tensor] = []
+
+        def put(levels: slice, op: Any, a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
+            """Rows of ``levels`` = op(a, b), broadcast to the block; returns them (a view)."""
+            if idx is None:
+                parts.append(op(a, b).expand((n, levels.stop - levels.start) + block[2:]))
+                return parts[-1]
+            return op(a, b, out=idx[:, levels])
+
         k = self._n_dense  # the dense levels come first (resolutions grow with the level)
         if k:  # row Σ_i v_i · stride^i (Horner) + the level's offset
             dense = slice(0, k)
             stride = (self.res[:k] + 1).view((1, k) + (1,) * d)
             v0 = axis(vert2, 0, dense) + self.offsets[:k].view((1, k) + (1,) * d)
-            if d == 1:
-                idx[:, dense] = v0
-            else:
+            acc: torch.Tensor | int = 0
+            if d > 1:
                 acc = axis(vert2, d - 1, dense)
                 for i in reversed(range(1, d - 1)):
                     acc = acc * stride + axis(vert2, i, dense)
-                torch.add(acc * stride, v0, out=idx[:, dense])
+                acc = acc * stride
+            put(dense, torch.add, v0, acc)
         if k < nl:  # hashed levels: XOR_i(v_i · π_i) mod 2^T (a power of two), + the level offset
             hashed = slice(k, nl)
             h = axis(vert2, 0, hashed) * _PRIMES[0]
             for i in range(1, d - 1):
                 h = h ^ (axis(vert2, i, hashed) * _PRIMES[i])
-            out = idx[:, hashed]
-            if d == 1:
-                out.copy_(h)
-            else:
-                torch.bitwise_xor(h, axis(vert2, d - 1, hashed) * _PRIMES[d - 1], out=out)
+            last = axis(vert2, d - 1, hashed) * _PRIMES[d - 1] if d > 1 else 0
+            rows = put(hashed, torch.bitwise_xor, h, last)
             # h ≥ 0 (non-negative vertex coordinates times positive primes, XOR), so h mod 2^T
             # = h & (2^T − 1)
-            out.bitwise_and_(self._hash_mask).add_(self.offsets[k:-1].view((1, nl - k) + (1,) * d))
-        return idx.view(n, nl, 2**d), w.reshape(n, nl, 2**d)
+            off = self.offsets[k:-1].view((1, nl - k) + (1,) * d)
+            if idx is None:
+                parts[-1] = (rows & self._hash_mask) + off
+            else:
+                rows.bitwise_and_(self._hash_mask).add_(off)
+        if idx is None:
+            idx = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return idx.reshape(n, nl, 2**d), w.reshape(n, nl, 2**d)
 
     def _cached_interpolation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """``interpolation(x)``, reused while the same unchanged tensor ``x`` comes back (the
