@@ -5,14 +5,6 @@
     >>> res.metrics["psnr_heldout"]
 """
 
-import os
-
-# PyTorch's CPU allocator with transparent huge pages (2 MiB) for tensors ≥ 2 MiB: a fresh
-# 40 MB tensor (a grid's table gradient each step) then costs ~20 page faults instead of ~10⁴
-# (measured: allocating and filling a 10.5 M-float tensor 3× faster on this machine). Read by
-# torch at its first allocation; set THP_MEM_ALLOC_ENABLE=0 to opt out. Values are unchanged.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
 from .config import (
     PRESETS,
     ActivationConfig,
