@@ -7,12 +7,15 @@ A·Wᵀ, input gradient G·W, weight gradient Gᵀ·A) at the layer's shapes. ``
 roofline: how far the step is from "only the matmuls", the median over repeats of step and
 roofline timed back to back (robust to the load of a shared machine). ``top_op`` is the op with
 the most self time in a profiled step (torch.profiler), i.e. what else limits the preset.
-``--kernels eager auto`` times the reference paths and the fast ones in one process.
+``--kernels eager auto`` times the reference paths and the fast ones in one process; ``--fresh``
+draws new points every step (mini-batch training, where nothing derived from the coordinates is
+reused); ``--breakdown`` times a grid step's parts alone against the same roofline.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from ..config import PRESETS, preset
 from ..models import build_model, kernels
+from ..models.encodings import Grid
 from ..problems import Image
 from ..train.optim import build_adam
 from ..utils import resolve_device, seed_everything
@@ -36,6 +40,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernels", nargs="+", default=["auto"], choices=kernels.BACKENDS,
                    help="kernel backends to time; eager = the reference paths (eager activations, "
                    "grid gather, looped Adam): 'eager auto' gives before/after in one run")
+    p.add_argument("--fresh", action="store_true",
+                   help="new points every step (mini-batch training: size² pixels drawn with "
+                   "replacement in 2-D, new uniform points in 3-D), so nothing derived from the "
+                   "coordinates can be reused between steps")
+    p.add_argument("--finest", type=int, default=None, metavar="R",
+                   help="grid presets: finest resolution R instead of the preset's (e.g. 128 for "
+                   "a dense 3-D grid)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="grid presets: also time the step's parts alone, each against the "
+                   "roofline: encoding forward + table gradient, MLP forward + backward (on "
+                   "fixed features), the Adam step, one copy of the table")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", type=int, default=0, metavar="K",
@@ -71,6 +86,12 @@ def top_ops(step: Any, device: torch.device, k: int = 1) -> list[tuple[str, floa
     return [(e.key, getattr(e, key) / total) for e in avgs[:k]]
 
 
+def _field(x: torch.Tensor) -> torch.Tensor:
+    """The smooth RGB field (N, 3) the 3-D benchmark fits at points ``x`` (N, 3)."""
+    return torch.stack([torch.sin(3 * x[:, 0] + x[:, 1]), torch.cos(2 * x[:, 1] * x[:, 2]),
+                        torch.sin(4 * x[:, 2] - x[:, 0])], dim=1) * 0.5 + 0.5
+
+
 def _points(size: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Coordinates (N, dim) and RGB targets (N, 3), N = size²: the astronaut pixel grid in 2-D,
     seeded uniform points with a smooth colour field in 3-D."""
@@ -79,9 +100,60 @@ def _points(size: int, dim: int, device: torch.device) -> tuple[torch.Tensor, to
         return sig.coords.to(device), sig.targets.to(device)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(size * size, 3, generator=g) * 2 - 1
-    y = torch.stack([torch.sin(3 * x[:, 0] + x[:, 1]), torch.cos(2 * x[:, 1] * x[:, 2]),
-                     torch.sin(4 * x[:, 2] - x[:, 0])], dim=1) * 0.5 + 0.5
-    return x.to(device), y.to(device)
+    return x.to(device), _field(x).to(device)
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, dim: int,
+            fresh: bool) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """A function returning each step's (coordinates, targets): always ``x, y`` (full batch), or
+    with ``fresh`` new tensors every call: N seeded random rows of (x, y) in 2-D (with
+    replacement), N new uniform points and their field values in 3-D."""
+    if not fresh:
+        return lambda: (x, y)
+    g = torch.Generator().manual_seed(1)
+    n = x.shape[0]
+
+    def draw() -> tuple[torch.Tensor, torch.Tensor]:
+        if dim == 2:
+            i = torch.randint(n, (n,), generator=g).to(x.device)
+            return x[i], y[i]
+        p = (torch.rand(n, 3, generator=g) * 2 - 1).to(x.device)
+        return p, _field(p)
+
+    return draw
+
+
+def breakdown(model: torch.nn.Module, opt: torch.optim.Optimizer, draw: Callable,
+              roof: Callable[[], None], dev: torch.device, repeats: int) -> dict[str, float]:
+    """Seconds of the parts of a grid model's training step, each timed alone back to back with
+    the roofline (``<part>_s`` and ``<part>_ratio``): ``encode`` (the encoding's forward and its
+    table gradient, coordinates from ``draw``), ``mlp`` (the layers' forward and backward on
+    fixed features, MSE included), ``adam`` (the optimizer step, gradients in place),
+    ``table_copy`` (one read and write of the table: a memory-traffic yardstick)."""
+    enc = model.encoding
+    xb, yb = draw()
+    feats = enc(xb).detach()
+    layers = [m for m in model.children() if m is not enc]
+
+    def encode() -> None:
+        out = enc(draw()[0])
+        torch.autograd.grad(out, enc.table, torch.ones_like(out))
+
+    def mlp() -> None:
+        h = feats
+        for lin, norm, act in zip(model.linears, model.norms, model.acts, strict=True):
+            h = act(norm(lin(h)))
+        loss = torch.mean((model.head(h) - yb) ** 2)
+        torch.autograd.grad(loss, [p for m in layers for p in m.parameters()])
+
+    buf = torch.empty_like(enc.table)
+    parts = {"encode": encode, "mlp": mlp, "adam": opt.step,
+             "table_copy": lambda: buf.copy_(enc.table.detach())}
+    out: dict[str, float] = {}
+    for key, fn in parts.items():
+        t, _, r = time_ratio(fn, roof, dev, repeats)
+        out[f"{key}_s"], out[f"{key}_ratio"] = t, r
+    return out
 
 
 def main(args: argparse.Namespace) -> int:
@@ -93,18 +165,24 @@ def main(args: argparse.Namespace) -> int:
         for backend in args.kernels:
             kernels.set_backend(backend)
             cfg = preset(name)
+            if args.finest is not None and cfg.model.encoding.kind in ("multigrid", "hash"):
+                cfg.model.encoding.finest_resolution = args.finest
             seed_everything(0)
             model = build_model(cfg.model, args.dim, 3).to(dev)
             opt = build_adam(model.parameters(), cfg.train.lr, cfg.train.adam_eps)
 
-            def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
-                loss = torch.mean((model(x) - y) ** 2)
+            draw = batches(x, y, args.dim, args.fresh)
+
+            def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt,
+                     draw: Callable = draw) -> None:
+                xb, yb = draw()
+                loss = torch.mean((model(xb) - yb) ** 2)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
 
-            t_step, t_roof, ratio = time_ratio(step, roofline_fn(model, x.shape[0], dev), dev,
-                                               args.repeats)
+            roof = roofline_fn(model, x.shape[0], dev)
+            t_step, t_roof, ratio = time_ratio(step, roof, dev, args.repeats)
             ops = top_ops(step, dev, max(args.profile, 1))
             op, share = ops[0]
             if args.profile:
@@ -113,13 +191,25 @@ def main(args: argparse.Namespace) -> int:
                          "roofline_s": t_roof, "ratio": ratio, "top_op": op,
                          "top_op_share": share,
                          "params": sum(p.numel() for p in model.parameters())})
+            # descriptive (string) fields only when set: they join the history key
+            # (benchmarks.history) and leave the default runs' keys as they were
+            if args.fresh:
+                rows[-1]["batch"] = "fresh"
+            if args.finest is not None:
+                rows[-1]["finest"] = str(args.finest)
+            if args.breakdown and isinstance(model.encoding, Grid):
+                rows[-1].update(breakdown(model, opt, draw, roof, dev, args.repeats))
+                print("    parts (× roofline): " + ", ".join(
+                    f"{k[:-6]} {v:.2f}" for k, v in rows[-1].items() if k.endswith("_ratio")))
             print(f"  {name} ({backend} kernels): {t_step:.4f} s/step, {ratio:.2f}× roofline",
                   flush=True)
     kernels.set_backend("auto")
-    print(f"\nstep time, {args.size}² points, {args.dim}-D, full batch ({x.shape[0]} points), "
+    batch = "new points each step" if args.fresh else "full batch"
+    print(f"\nstep time, {args.size}² points, {args.dim}-D, {batch} ({x.shape[0]} points), "
           f"{dev}, {torch.get_num_threads()} threads")
     print_table(rows, ["preset", "kernels", "step_s", "roofline_s", "ratio", "top_op",
                        "top_op_share", "params"])
     write_results(args.out, "step-time", rows, {"size": args.size, "dim": args.dim,
-                                                "device": str(dev)})
+                                                "fresh": args.fresh, "device": str(dev),
+                                                "load_average": os.getloadavg()})
     return 0
