@@ -333,7 +333,7 @@ def test_frozen_coupled_kernel_is_the_per_point_kernel_at_the_batch_statistics(n
     idx = sig.train_idx
     x = sig.coords[idx].double()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    kmodel = tech._kernel_model(model, idx)
+    kmodel = tech._kernel_model(model, x)
     assert model.training and kmodel is not model
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -357,7 +357,7 @@ def test_frozen_coupled_kernel_is_the_per_point_kernel_at_the_batch_statistics(n
     tech.icfg.coupled = "batch"
     model.load_state_dict(before)
     model.train()
-    assert tech._kernel_model(model, idx) is model
+    assert tech._kernel_model(model, x) is model
     k_batch = tech.group_kernel(model, groups, res, present, torch.float64)
     assert not torch.allclose(k, k_batch)
 

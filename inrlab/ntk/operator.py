@@ -48,8 +48,7 @@ def _feature_blocks(model: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]
             z = F.linear(h, lin.weight.detach(), lin.bias.detach()).requires_grad_()
             factors.append(("linear", h.detach(), z, lin.weight.requires_grad, lin.bias.requires_grad))
             if isinstance(norm, CoordNorm):
-                mean, var = z.mean(1, keepdim=True), z.var(1, unbiased=False, keepdim=True)
-                xhat = (z - mean) / torch.sqrt(var + norm.eps)
+                xhat = norm.normalize(z)  # per point (checked by unsupported_layer)
                 z = xhat * norm.weight.detach() + norm.bias.detach()
                 factors.append(("affine", xhat.detach(), z, norm.weight.requires_grad,
                                 norm.bias.requires_grad))
