@@ -236,6 +236,21 @@ def test_combined_tiny(tmp_path, capsys):
     assert all((r / "fresh.json").is_file() and (r / "config.json").is_file() for r in runs)
 
 
+def test_combined_refuses_labels_without_arch_plus_combination(tmp_path, capsys):
+    """A method label without an inner '+' (or a store without held-out PSNRs) is a one-line
+    error of ``sweep table``, not a pandas traceback."""
+    path = tiny(tmp_path, "combined", {"signal.size": 16, "train.steps": 2, "train.eval_every": 2,
+                                       "model.width": 16},
+                {"signals": ["astronaut"], "seeds": [0],
+                 "method": [{"label": "pe", "preset": "pe"},
+                            {"label": "pe+cn", "preset": "pe", "model.norm": "cross"}]})
+    out = tmp_path / "out"
+    assert main(["sweep", "run", str(path), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "table", str(out)]) == 2
+    assert "'pe' lack an inner '+'" in capsys.readouterr().err
+
+
 def test_fresh_train_job_resumes_to_the_same_pick(tmp_path):
     import json
 
