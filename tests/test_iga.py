@@ -369,3 +369,21 @@ def test_iga_coupled_choice_is_checked():
     with pytest.raises(InrlabError, match="train.iga.coupled"):
         set_fields(cfg, {"train.iga.coupled": "sometimes"}.items())
         cfg.validate()
+
+
+def test_frozen_coupled_kernel_model_keeps_a_model_already_evaluating_per_point():
+    """A model whose norms already evaluate with frozen statistics (eval) is its own kernel
+    model: re-freezing a copy at the batch's statistics would not be what its forward used."""
+    from inrlab.config import preset
+    from inrlab.models import freeze_statistics
+
+    cfg = preset("pe")
+    cfg.model.norm, cfg.model.width = "batch", 16
+    cfg.train.technique, cfg.train.iga.group, cfg.train.iga.end = "iga", 4, 3
+    sig = Image(np.random.default_rng(2).random((16, 16, 3)))
+    tr = Trainer(cfg, sig, progress=False)
+    x = sig.coords[sig.train_idx[:64]]
+    assert tr.technique._kernel_model(tr.model, x) is not tr.model  # training: batch statistics
+    freeze_statistics(tr.model, sig.coords)
+    tr.model.eval()
+    assert tr.technique._kernel_model(tr.model, x) is tr.model

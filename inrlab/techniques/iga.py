@@ -409,11 +409,11 @@ class IGA(Technique):
         whose norms evaluate every point with the statistics of the training batch's query points
         ``x`` (P, d) (``batch.x``: what the training forward saw; for operator problems the
         field's points, not the measurements)."""
-        from ..models import batch_coupled, freeze_statistics
+        from ..models import coupled_now, freeze_statistics
         from ..ntk.kernel import float_copy
 
-        if self.icfg.coupled != "frozen" or not batch_coupled(model):
-            return model
+        if self.icfg.coupled != "frozen" or not coupled_now(model):
+            return model  # no batch-coupled norm, or already per point (eval, frozen statistics)
         param = next(model.parameters())
         frozen = float_copy(model, param.dtype)
         freeze_statistics(frozen, x.to(param))
