@@ -10,8 +10,10 @@ of how many k-space entries are asked for), in chunks of columns, so neither J (
 P × P point kernel is ever formed. Exact (no approximation); the Jacobian of A∘f is the oracle.
 
 Scope: parameter-free encodings (identity, positional, Fourier), plain linear layers, layer norm,
-elementwise activations, and a one-channel field. Grid encodings (sparse table gradients) and
-batch-coupled norms (samples interact) take the Jacobian route (:func:`supports`).
+elementwise activations, and a one-channel field; batch-coupled norms only in eval with frozen
+statistics (then per point, through :meth:`CoordNorm.normalize`). Grid encodings (sparse table
+gradients) and batch-coupled norms computing batch statistics (samples interact) take the Jacobian
+route (:func:`supports`).
 """
 
 from __future__ import annotations
