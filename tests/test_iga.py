@@ -333,7 +333,7 @@ def test_frozen_coupled_kernel_is_the_per_point_kernel_at_the_batch_statistics(n
     idx = sig.train_idx
     x = sig.coords[idx].double()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    kmodel = tech._kernel_model(model, idx)
+    kmodel = tech._kernel_model(model, x)
     assert model.training and kmodel is not model
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -357,7 +357,7 @@ def test_frozen_coupled_kernel_is_the_per_point_kernel_at_the_batch_statistics(n
     tech.icfg.coupled = "batch"
     model.load_state_dict(before)
     model.train()
-    assert tech._kernel_model(model, idx) is model
+    assert tech._kernel_model(model, x) is model
     k_batch = tech.group_kernel(model, groups, res, present, torch.float64)
     assert not torch.allclose(k, k_batch)
 
@@ -369,3 +369,21 @@ def test_iga_coupled_choice_is_checked():
     with pytest.raises(InrlabError, match="train.iga.coupled"):
         set_fields(cfg, {"train.iga.coupled": "sometimes"}.items())
         cfg.validate()
+
+
+def test_frozen_coupled_kernel_model_keeps_a_model_already_evaluating_per_point():
+    """A model whose norms already evaluate with frozen statistics (eval) is its own kernel
+    model: re-freezing a copy at the batch's statistics would not be what its forward used."""
+    from inrlab.config import preset
+    from inrlab.models import freeze_statistics
+
+    cfg = preset("pe")
+    cfg.model.norm, cfg.model.width = "batch", 16
+    cfg.train.technique, cfg.train.iga.group, cfg.train.iga.end = "iga", 4, 3
+    sig = Image(np.random.default_rng(2).random((16, 16, 3)))
+    tr = Trainer(cfg, sig, progress=False)
+    x = sig.coords[sig.train_idx[:64]]
+    assert tr.technique._kernel_model(tr.model, x) is not tr.model  # training: batch statistics
+    freeze_statistics(tr.model, sig.coords)
+    tr.model.eval()
+    assert tr.technique._kernel_model(tr.model, x) is tr.model

@@ -536,3 +536,32 @@ def test_radial_measurement_kernel_equals_a_backprop_jacobian(arch):
     torch.testing.assert_close(prob.kernel(model, idx, outputs="full"), full)
     with pytest.raises(InrlabError, match="radial MRI's eNTK needs the operator route"):
         prob.kernel(model, idx, method="jacobian")
+
+
+@pytest.mark.parametrize("norm", ["batch", "global", "cross"])
+def test_operator_kernel_through_frozen_coupled_norms_is_the_jacobians(norm):
+    """A batch-coupled norm in eval with frozen statistics is per point, so the matrix-free
+    operator route accepts it; it must normalize with the frozen statistics (it applied layer
+    norm's per-row formula: 56 off in a kernel of size 92)."""
+    from inrlab.models import freeze_statistics
+
+    prob = _ct(8, 4)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=8, depth=2, norm=norm), 2, 1).double()
+    freeze_statistics(model, prob.full_batch().x.double())
+    model.eval()
+    assert prob.kernel_route(model) == "operator"
+    idx = torch.tensor([1, 5, 9, 20])
+    torch.testing.assert_close(prob.kernel(model, idx), prob.kernel(model, idx, method="jacobian"),
+                               rtol=1e-9, atol=1e-10)
+
+
+def test_iga_with_coupled_norms_trains_through_the_radon_operator():
+    """train.iga.coupled = frozen (the default) freezes the norms at the batch's query points
+    (batch.x), not at Problem.points, which operator problems do not have."""
+    for coupled in ("frozen", "batch"):
+        res = inrlab.fit(_ct(8, 4), "pe", steps=2, progress=False,
+                         overrides={"model.width": 8, "model.norm": "batch",
+                                    "train.technique": "iga", "train.iga.group": 2,
+                                    "train.iga.end": 3, "train.iga.coupled": coupled})
+        assert np.isfinite(res.metrics["psnr"]), coupled

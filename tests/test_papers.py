@@ -2,6 +2,7 @@
 from trainer callbacks; runs that are not trainer runs are job kinds. Every paper file plans in
 both tiers; the cheap ones run end to end at a tiny test size."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -250,6 +251,21 @@ def test_combined_tiny(tmp_path, capsys):
     assert all((r / "fresh.json").is_file() and (r / "config.json").is_file() for r in runs)
 
 
+def test_combined_refuses_labels_without_arch_plus_combination(tmp_path, capsys):
+    """A method label without an inner '+' (or a store without held-out PSNRs) is a one-line
+    error of ``sweep table``, not a pandas traceback."""
+    path = tiny(tmp_path, "combined", {"signal.size": 16, "train.steps": 2, "train.eval_every": 2,
+                                       "model.width": 16},
+                {"signals": ["astronaut"], "seeds": [0],
+                 "method": [{"label": "pe", "preset": "pe"},
+                            {"label": "pe+cn", "preset": "pe", "model.norm": "cross"}]})
+    out = tmp_path / "out"
+    assert main(["sweep", "run", str(path), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "table", str(out)]) == 2
+    assert "'pe' lack an inner '+'" in capsys.readouterr().err
+
+
 def test_fresh_train_job_resumes_to_the_same_pick(tmp_path):
     import json
 
@@ -287,7 +303,7 @@ def test_fresh_validate_ranks_by_the_chosen_metric(tmp_path):
         m = tmp_path / "a" / "grid" / f"omega0_first={g['value']}" / "metrics.json"
         assert g["psnr"] == pytest.approx(__import__("json").loads(m.read_text())["psnr_heldout"])
     set_fields(cfg, {"signal.heldout": 0.0}.items())
-    with pytest.raises(InrlabError, match="psnr_heldout needs signal.heldout > 0"):
+    with pytest.raises(InrlabError, match="psnr_heldout.* needs held-out samples: set signal.heldout > 0"):
         execute_job(cfg, tmp_path / "b", job)
 
 
@@ -309,3 +325,26 @@ def test_iga_fidelity_analysis_counts_the_falls(tmp_path):
     row = table.iloc[0]
     assert row["final"] == "25.75 ± 1.77" and row["max"] == "26.50 ± 0.71"
     assert row["drops > 1 dB"] == "1.00 ± 1.41" and row["largest drop"] == "1.50 ± 2.12"
+
+
+def test_fresh_jobs_refuse_bad_counts_and_metrics_before_training(tmp_path):
+    """job.bins / job.inits that are not whole numbers ≥ 1, a lower-is-better job.metric and a
+    held-out metric without held-out pixels are one-line errors before anything is trained."""
+    from inrlab.config import set_fields
+    from inrlab.sweep.jobs import check_job, execute_job
+
+    cfg = preset("pe")
+    set_fields(cfg, {"signal.name": "astronaut", "signal.size": 16, "model.width": 16,
+                     "train.steps": 2, "signal.heldout": 0.0}.items())
+    sweep = "model.encoding.n_frequencies=2,3"
+    for kind, extra, match in [
+            ("fresh_train", {"bins": "x"}, "job.bins = 'x'"),
+            ("fresh_train", {"bins": 2.5}, "job.bins = 2.5"),
+            ("fresh_train", {"inits": float("nan")}, "job.inits = nan"),
+            ("fresh_validate", {"bins": 4, "inits": 0}, "job.inits = 0"),
+            ("fresh_validate", {"bins": 4, "metric": "loss"}, "not a score to maximize"),
+            ("fresh_validate", {"bins": 4, "metric": "psnr_heldout"}, "needs held-out samples")]:
+        out = tmp_path / f"{kind}-{len(list(tmp_path.iterdir()))}"
+        with pytest.raises(InrlabError, match=re.escape(match)):
+            execute_job(cfg, out, check_job({"kind": kind, "sweep": sweep, **extra}))
+        assert not (out / "grid").exists() and not (out / "checkpoint.pt").exists()

@@ -10,8 +10,10 @@ of how many k-space entries are asked for), in chunks of columns, so neither J (
 P × P point kernel is ever formed. Exact (no approximation); the Jacobian of A∘f is the oracle.
 
 Scope: parameter-free encodings (identity, positional, Fourier), plain linear layers, layer norm,
-elementwise activations, and a one-channel field. Grid encodings (sparse table gradients) and
-batch-coupled norms (samples interact) take the Jacobian route (:func:`supports`).
+elementwise activations, and a one-channel field; batch-coupled norms only in eval with frozen
+statistics (then per point, through :meth:`CoordNorm.normalize`). Grid encodings (sparse table
+gradients) and batch-coupled norms computing batch statistics (samples interact) take the Jacobian
+route (:func:`supports`).
 """
 
 from __future__ import annotations
@@ -48,8 +50,7 @@ def _feature_blocks(model: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]
             z = F.linear(h, lin.weight.detach(), lin.bias.detach()).requires_grad_()
             factors.append(("linear", h.detach(), z, lin.weight.requires_grad, lin.bias.requires_grad))
             if isinstance(norm, CoordNorm):
-                mean, var = z.mean(1, keepdim=True), z.var(1, unbiased=False, keepdim=True)
-                xhat = (z - mean) / torch.sqrt(var + norm.eps)
+                xhat = norm.normalize(z)  # per point (checked by unsupported_layer)
                 z = xhat * norm.weight.detach() + norm.bias.detach()
                 factors.append(("affine", xhat.detach(), z, norm.weight.requires_grad,
                                 norm.bias.requires_grad))

@@ -151,6 +151,26 @@ def twolayer_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[
     return metrics
 
 
+def _count(params: dict[str, Any], name: str) -> int:
+    """``params[name]`` as a whole number ≥ 1 (job.bins, job.inits), else a one-line error."""
+    v = params[name]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 1:
+        raise InrlabError(f"job.{name} = {v!r} is impossible: give a whole number ≥ 1")
+    return int(v)
+
+
+def _check_metric(metric: str, signal: Any) -> None:
+    """Refuse, before any training, a ``metric`` the grid search cannot maximize (lower-is-better
+    ones: loss, MSE, seconds) and a held-out one (``psnr_heldout`` …) when ``signal`` holds no
+    samples out."""
+    if metric in ("loss", "lr", "seconds", "steps") or metric.startswith(("mse", "lpips")):
+        raise InrlabError(f"job.metric {metric!r} is not a score to maximize: use psnr, "
+                          f"psnr_heldout, ssim …")
+    if metric.endswith("_heldout") and len(getattr(signal, "heldout_idx", ())) == 0:
+        raise InrlabError(f"job.metric {metric!r} needs held-out samples: set signal.heldout > 0 "
+                          f"(an image or 1-D signal), or use job.metric = \"psnr\"")
+
+
 def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     """FreSh's pick against the real grid: score ``params["sweep"]``, train every candidate and
     the default (resuming, under ``run_dir/grid``); rank, gap, gain, cost and Spearman's ρ, all
@@ -163,9 +183,10 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
     signal = load_problem(cfg.signal)
     path, values = parse_sweep(str(params["sweep"]), cfg)
     metric = str(params["metric"])
+    _check_metric(metric, signal)
     default = params["default"] if params.get("default") is not None else get_field(cfg, path)
-    res = select(signal, cfg, path, values, inits=int(params["inits"]), bins=int(params["bins"]),
-                 device=cfg.train.device)
+    res = select(signal, cfg, path, values, inits=_count(params, "inits"),
+                 bins=_count(params, "bins"), device=cfg.train.device)
     psnr: dict[Any, float] = {}
     secs: dict[Any, float] = {}
     for v in list(values) + ([] if default in values else [default]):
@@ -174,9 +195,10 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
         m = run(c, run_dir / "grid" / f"{path.rsplit('.', 1)[-1]}={v}", problem=signal,
                 resume=True, progress=False).metrics
         if m.get(metric) is None:
-            raise InrlabError(f"job.metric {metric!r} is not among the run's metrics "
-                              f"({', '.join(k for k in m if k.startswith('psnr'))}): "
-                              f"psnr_heldout needs signal.heldout > 0")
+            scores = [k for k, x in m.items()
+                      if isinstance(x, float) and k.startswith(("psnr", "ssim", "ms_ssim"))]
+            raise InrlabError(f"job.metric {metric!r} is not among the run's metrics: choose "
+                              f"one of {', '.join(scores)}")
         psnr[v], secs[v] = float(m[metric]), float(m["seconds"])
     grid = np.array([psnr[v] for v in values])
     best_v = values[int(np.argmax(grid))]
@@ -207,10 +229,11 @@ def fresh_train_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> di
 
     signal = load_problem(cfg.signal)
     path, values = parse_sweep(str(params["sweep"]), cfg)
-    bins = params["bins"]
-    if bins is None:
+    if params["bins"] is None:
         bins = min(64, nyquist_bins(signal.reference().shape))
-    res = select(signal, cfg, path, values, inits=int(params["inits"]), bins=int(bins),
+    else:
+        bins = _count(params, "bins")
+    res = select(signal, cfg, path, values, inits=_count(params, "inits"), bins=bins,
                  seed=cfg.train.seed, device=cfg.train.device)
     c = copy.deepcopy(cfg)
     set_field(c, path, res.best)

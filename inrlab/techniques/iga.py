@@ -404,18 +404,19 @@ class IGA(Technique):
         return patch_kernel(model, points.to(dtype), weights, method=self.icfg.ntk_method,
                             dtype=param_dtype).double()
 
-    def _kernel_model(self, model: nn.Module, idx: torch.Tensor) -> nn.Module:
+    def _kernel_model(self, model: nn.Module, x: torch.Tensor) -> nn.Module:
         """``model``, or with ``train.iga.coupled = "frozen"`` and a batch-coupled norm, a copy
-        whose norms evaluate every point with the statistics of the training batch ``idx``."""
-        from ..models import batch_coupled, freeze_statistics
+        whose norms evaluate every point with the statistics of the training batch's query points
+        ``x`` (P, d) (``batch.x``: what the training forward saw; for operator problems the
+        field's points, not the measurements)."""
+        from ..models import coupled_now, freeze_statistics
         from ..ntk.kernel import float_copy
 
-        if self.icfg.coupled != "frozen" or not batch_coupled(model):
-            return model
-        assert self.problem is not None
+        if self.icfg.coupled != "frozen" or not coupled_now(model):
+            return model  # no batch-coupled norm, or already per point (eval, frozen statistics)
         param = next(model.parameters())
         frozen = float_copy(model, param.dtype)
-        freeze_statistics(frozen, self.problem.points(idx.cpu()).to(param))
+        freeze_statistics(frozen, x.to(param))
         return frozen.eval()
 
     def loss(self, model: nn.Module, batch: Batch, pred: torch.Tensor, step: int) -> torch.Tensor:
@@ -450,7 +451,7 @@ class IGA(Technique):
         if stale:
             present = torch.zeros(len(groups), p, dtype=torch.bool, device=dev)
             present[local, k_of] = True
-            k = self.group_kernel(self._kernel_model(model, idx), groups, res, present,
+            k = self.group_kernel(self._kernel_model(model, batch.x), groups, res, present,
                                   pred.dtype)
             bal = balance(k, self.icfg.start, self.icfg.end, self.icfg.variant)
             if bal.eigenvalues is None:

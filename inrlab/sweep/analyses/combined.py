@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ...errors import InrlabError  # noqa: E402
 from . import ANALYSES, Context, Result  # noqa: E402
 
 METRICS = ("psnr_heldout", "ssim_heldout", "psnr_train")
@@ -21,6 +22,22 @@ def combined(ctx: Context) -> Result:
     many (image, seed) pairs the combination has the architecture's best held-out PSNR; FreSh's
     picks where it chose a value. The winner of each architecture is stated in the notes."""
     df = ctx.frame()
+    if "method" not in df:
+        raise InrlabError("the combined analysis needs a method axis ([[axes.method]] labelled "
+                          "ARCH+COMBINATION, e.g. pe+cn)")
+    labels = df["method"].astype(str)
+    bad = sorted({m for m in labels if "+" not in m.strip("+")})
+    if bad:
+        raise InrlabError(f"the combined analysis reads method labels as ARCH+COMBINATION (e.g. "
+                          f"pe+cn, pe+plain): {', '.join(map(repr, bad))} lack an inner '+'")
+    missing = [m for m in METRICS if m not in df]
+    if missing:
+        raise InrlabError(f"the combined analysis needs {', '.join(missing)} in the runs' metrics: "
+                          f"set signal.heldout > 0 and job.callbacks = [\"subset_scores\"]")
+    df = df.assign(method=labels).dropna(subset=["psnr_heldout"])
+    if df.empty:
+        raise InrlabError("the combined analysis found no run with a held-out PSNR: set "
+                          "signal.heldout > 0")
     df[["arch", "combination"]] = df["method"].str.split("+", n=1, expand=True)
     seed = "seed" if "seed" in df else None
     if seed is None:
