@@ -348,3 +348,36 @@ def test_fresh_jobs_refuse_bad_counts_and_metrics_before_training(tmp_path):
         with pytest.raises(InrlabError, match=re.escape(match)):
             execute_job(cfg, out, check_job({"kind": kind, "sweep": sweep, **extra}))
         assert not (out / "grid").exists() and not (out / "checkpoint.pt").exists()
+
+
+def test_fresh_train_resumes_its_own_pick_when_rescoring_flips(tmp_path, monkeypatch):
+    """A started run keeps the value it trains with (config.json) even if FreSh would now pick
+    another one (a near-tie flipping on another device): it resumes instead of being refused."""
+    import importlib
+    import json
+
+    from inrlab.config import set_fields
+    from inrlab.sweep.jobs import check_job, execute_job
+
+    fresh_select = importlib.import_module("inrlab.fresh.select")
+    cfg = preset("siren")
+    set_fields(cfg, {"signal.name": "astronaut", "signal.size": 32, "model.width": 16,
+                     "train.steps": 4, "train.eval_every": 2, "train.checkpoint_every": 2}.items())
+    job = check_job({"kind": "fresh_train", "sweep": "model.activation.omega0_first=10,60",
+                     "inits": 2})
+    first = execute_job(cfg, tmp_path / "run", job)
+    metrics = tmp_path / "run" / "metrics.json"
+    done = json.loads(metrics.read_text())
+    metrics.write_text(json.dumps({**done, "status": "running"}))  # as if killed before the end
+    real = fresh_select.select
+
+    def flipped(*a, **k):
+        res = real(*a, **k)
+        res.distances = res.distances[::-1].copy()  # the other candidate now scores best
+        return res
+
+    monkeypatch.setattr(fresh_select, "select", flipped)
+    assert fresh_select.select(cfg.signal.name, cfg, "model.activation.omega0_first", [10, 60],
+                               inits=2, bins=8).best != first["fresh_pick"]
+    again = execute_job(cfg, tmp_path / "run", job)
+    assert again["fresh_pick"] == first["fresh_pick"]

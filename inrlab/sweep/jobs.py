@@ -186,7 +186,7 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
     _check_metric(metric, signal)
     default = params["default"] if params.get("default") is not None else get_field(cfg, path)
     res = select(signal, cfg, path, values, inits=_count(params, "inits"),
-                 bins=_count(params, "bins"), device=cfg.train.device)
+                 bins=_count(params, "bins"), seed=cfg.train.seed, device=cfg.train.device)
     psnr: dict[Any, float] = {}
     secs: dict[Any, float] = {}
     for v in list(values) + ([] if default in values else [default]):
@@ -235,13 +235,27 @@ def fresh_train_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> di
         bins = _count(params, "bins")
     res = select(signal, cfg, path, values, inits=_count(params, "inits"), bins=bins,
                  seed=cfg.train.seed, device=cfg.train.device)
+    pick = _started_with(run_dir, path, res.best)
     c = copy.deepcopy(cfg)
-    set_field(c, path, res.best)
+    set_field(c, path, pick)
     run(c, run_dir, problem=signal, resume=True, progress=False,
         callbacks=build_callbacks(params))
     res.save(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {**metrics, "fresh_field": path, "fresh_pick": res.best, "fresh_s": res.seconds}
+    return {**metrics, "fresh_field": path, "fresh_pick": pick, "fresh_s": res.seconds}
+
+
+def _started_with(run_dir: Path, path: str, best: Any) -> Any:
+    """The value of ``path`` a started run in ``run_dir`` trains with (its ``config.json``), so a
+    resumed ``fresh_train`` run continues its own pick even if re-scoring flips a near-tie (e.g.
+    on another device); ``best`` for a new run or an unreadable config."""
+    try:
+        value: Any = json.loads((run_dir / "config.json").read_text())
+        for part in path.split("."):
+            value = value[part]
+    except (OSError, ValueError, KeyError, TypeError):
+        return best
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else best
 
 
 JOBS["train"] = Job(train_job, callbacks=True)
