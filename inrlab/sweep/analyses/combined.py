@@ -39,9 +39,8 @@ def combined(ctx: Context) -> Result:
         raise InrlabError("the combined analysis found no run with a held-out PSNR: set "
                           "signal.heldout > 0")
     df[["arch", "combination"]] = df["method"].str.split("+", n=1, expand=True)
-    seed = "seed" if "seed" in df else None
-    if seed is None:
-        df["seed"] = 0
+    if "seed" not in df:
+        df["seed"] = 0  # one seed: std columns stay empty
     res = Result()
     fig, axes = plt.subplots(1, df["arch"].nunique(), figsize=(5 * df["arch"].nunique(), 3.5),
                              squeeze=False)
