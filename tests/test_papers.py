@@ -243,6 +243,7 @@ def test_combined_tiny(tmp_path, capsys):
     text = run_tiny(path, tmp_path / "out", capsys)
     assert "pe: held-out PSNR dB / SSIM" in text and "± std over 2 seed(s)" in text
     assert "wins" in text and "pe: best held-out PSNR" in text
+    assert "| wins | runs |" in text and "| 0/2 | 2 |" in text  # plain: 2 runs, no win
     ms = metrics(tmp_path / "out")
     fresh = [m for label, m in ms.items() if label.endswith("fresh+cn+iga")]
     assert len(fresh) == 2 and all(m["fresh_pick"] in (2, 4) for m in fresh)

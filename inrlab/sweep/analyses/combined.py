@@ -19,8 +19,8 @@ METRICS = ("psnr_heldout", "ssim_heldout", "psnr_train")
 def combined(ctx: Context) -> Result:
     """Per architecture (method labels ``arch+combination``): held-out PSNR / SSIM and training
     PSNR, the mean over the images of each seed, then mean ± std over seeds; ``wins``: on how
-    many (image, seed) pairs the combination has the architecture's best held-out PSNR; FreSh's
-    picks where it chose a value. The winner of each architecture is stated in the notes."""
+    many (image, seed) pairs the combination has the architecture's best held-out PSNR; ``runs``:
+    how many finished runs its row averages; FreSh's picks where it chose a value. The winner of each architecture is stated in the notes."""
     df = ctx.frame()
     if "method" not in df:
         raise InrlabError("the combined analysis needs a method axis ([[axes.method]] labelled "
@@ -62,6 +62,8 @@ def combined(ctx: Context) -> Result:
         gain = mean["psnr_heldout"] - mean.loc[combos[0], "psnr_heldout"]
         table[f"Δ held-out vs {combos[0]}"] = [f"{gain[c]:+.2f}" for c in combos]
         table["wins"] = [f"{int(wins.get(c, 0))}/{len(best)}" for c in combos]
+        runs = d.groupby("combination", sort=False).size()  # a partial store: rows differ
+        table["runs"] = [int(runs[c]) for c in combos]
         if "fresh_pick" in d:
             picks = d.groupby("combination", sort=False)["fresh_pick"].agg(
                 lambda s: ", ".join(f"{v:g}×{k}" for v, k in s.dropna().value_counts()
