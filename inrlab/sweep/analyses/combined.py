@@ -20,7 +20,8 @@ def combined(ctx: Context) -> Result:
     """Per architecture (method labels ``arch+combination``): held-out PSNR / SSIM and training
     PSNR, the mean over the images of each seed, then mean ± std over seeds; ``wins``: on how
     many (image, seed) pairs the combination has the architecture's best held-out PSNR; ``runs``:
-    how many finished runs its row averages; FreSh's picks where it chose a value. The winner of each architecture is stated in the notes."""
+    how many finished runs its row averages; FreSh's picks where it chose a value. The winner
+    of each architecture is stated in the notes."""
     df = ctx.frame()
     if "method" not in df:
         raise InrlabError("the combined analysis needs a method axis ([[axes.method]] labelled "
