@@ -183,7 +183,7 @@ def leading_eigh(k: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tenso
         import numpy as np
         from scipy.sparse.linalg import ArpackError, eigsh
         try:
-            lam, vec = eigsh(k.numpy(), k=count, which="LA", tol=0,
+            lam, vec = eigsh(k.detach().numpy(), k=count, which="LA", tol=0,
                              v0=np.random.default_rng(0).standard_normal(n))
             order = np.argsort(lam)[::-1].copy()
             return torch.from_numpy(lam[order]), torch.from_numpy(vec[:, order])
