@@ -187,18 +187,25 @@ def test_ntk_spectra_tiny(tmp_path, capsys):
 def test_fresh_validation_tiny(tmp_path, capsys):
     path = tiny(tmp_path, "fresh_validation",
                 {"signal.size": 32, "model.width": 16, "train.steps": 2, "train.eval_every": 2,
-                 "job.bins": 8, "job.inits": 2},
+                 "job.bins": 8, "job.inits": 2, "job.scorings": ["radial:8", "diagonal:4"]},
                 {"signals": ["astronaut"],
                  "experiment": [{"label": "siren", "preset": "siren",
                                  "job.sweep": "model.activation.omega0_first=20,40",
                                  "job.default": 30.0}]})
     text = run_tiny(path, tmp_path / "out", capsys)
     assert "FreSh's pick vs the grid" in text and "0.05–0.10" in text
+    assert "scoring rules: means over the runs" in text
     (r,) = metrics(tmp_path / "out").values()
     assert r["of"] == 2 and len(r["grid"]) == 2 and 1 <= r["rank"] <= 2
     assert r["gap_db"] == max(g["psnr"] for g in r["grid"]) - r["psnr_pick"] >= 0
     assert r["gain_db"] == r["psnr_pick"] - r["psnr_default"]  # default 30 trained on top
     assert len(list((tmp_path / "out" / "runs").glob("*/grid/*/metrics.json"))) == 3
+    # every scoring rule judged against the same grid; the first is the job's own (bins, binning)
+    assert [x["scoring"] for x in r["scorings"]] == ["diagonal:8", "radial:8", "diagonal:4"]
+    assert r["scorings"][0]["fresh_pick"] == r["fresh_pick"] and r["scorings"][0]["rank"] == r["rank"]
+    psnr = {g["value"]: g["psnr"] for g in r["grid"]}
+    for x in r["scorings"]:
+        assert x["gap_db"] == pytest.approx(max(psnr.values()) - psnr[x["fresh_pick"]])
 
 
 @pytest.mark.slow  # ~50 s on 2 cores: Kodak loads, subset MS-SSIM, compression, Pillow baselines
@@ -344,7 +351,10 @@ def test_fresh_jobs_refuse_bad_counts_and_metrics_before_training(tmp_path):
             ("fresh_train", {"inits": float("nan")}, "job.inits = nan"),
             ("fresh_validate", {"bins": 4, "inits": 0}, "job.inits = 0"),
             ("fresh_validate", {"bins": 4, "metric": "loss"}, "not a score to maximize"),
-            ("fresh_validate", {"bins": 4, "metric": "psnr_heldout"}, "needs held-out samples")]:
+            ("fresh_validate", {"bins": 4, "metric": "psnr_heldout"}, "needs held-out samples"),
+            ("fresh_validate", {"bins": 4, "scorings": ["radial"]}, "'radial' is not BINNING:K"),
+            ("fresh_validate", {"bins": 4, "scorings": ["polar:8"]}, "'polar:8' is not BINNING:K"),
+            ("fresh_validate", {"bins": 4, "binning": "polar"}, "unknown binning 'polar'")]:
         out = tmp_path / f"{kind}-{len(list(tmp_path.iterdir()))}"
         with pytest.raises(InrlabError, match=re.escape(match)):
             execute_job(cfg, out, check_job({"kind": kind, "sweep": sweep, **extra}))

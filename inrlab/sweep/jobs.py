@@ -14,8 +14,9 @@ Job kinds (parameters, defaults):
   ``model.width`` on the 1-D ``signal`` (``train.iga.group``, ``train.iga.end``, ``train.seed``);
 * ``fresh_validate``: FreSh scores ``sweep`` on the untrained model, then every candidate (and the
   default) is trained under ``RUN/grid/`` (``sweep`` required, ``default`` the config's value,
-  ``bins`` 64, ``inits`` 10, ``metric`` "psnr": the grid search's criterion, e.g.
-  "psnr_heldout").
+  ``bins`` 64, ``binning`` "diagonal", ``inits`` 10, ``metric`` "psnr": the grid search's
+  criterion, e.g. "psnr_heldout"; ``scorings`` []: more scoring rules "BINNING:K", e.g.
+  "radial:128", each judged against the same trained grid, in ``metrics["scorings"]``).
 * ``fresh_train``: FreSh picks ``sweep``'s value on the untrained model (the run's own config:
   norms and all), then the run trains with it (``sweep`` required, ``bins`` None: 64 or the most
   the signal allows, ``inits`` 10, ``callbacks``): FreSh as one technique among others,
@@ -159,6 +160,20 @@ def _count(params: dict[str, Any], name: str) -> int:
     return int(v)
 
 
+def _scorings(rules: Any) -> list[tuple[str, int]]:
+    """``job.scorings`` ["BINNING:K", …] as (binning, K) pairs; a one-line error otherwise."""
+    from ..fresh.spectrum import BINNINGS
+
+    out = []
+    for rule in rules if isinstance(rules, list) else [rules]:
+        binning, _, k = str(rule).partition(":")
+        if binning not in BINNINGS or not k.isdigit() or int(k) < 1:
+            raise InrlabError(f"job.scorings entry {rule!r} is not BINNING:K with BINNING one of "
+                              f"{', '.join(BINNINGS)} and K ≥ 1 bins, e.g. \"radial:128\"")
+        out.append((binning, int(k)))
+    return out
+
+
 def _check_metric(metric: str, signal: Any) -> None:
     """Refuse, before any training, a ``metric`` the grid search cannot maximize (lower-is-better
     ones: loss, MSE, seconds) and a held-out one (``psnr_heldout`` …) when ``signal`` holds no
@@ -185,8 +200,10 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
     metric = str(params["metric"])
     _check_metric(metric, signal)
     default = params["default"] if params.get("default") is not None else get_field(cfg, path)
-    res = select(signal, cfg, path, values, inits=_count(params, "inits"),
-                 bins=_count(params, "bins"), seed=cfg.train.seed, device=cfg.train.device)
+    rules = [(str(params["binning"]), _count(params, "bins"))] + _scorings(params["scorings"])
+    scored = [select(signal, cfg, path, values, inits=_count(params, "inits"), bins=k,
+                     binning=b, seed=cfg.train.seed, device=cfg.train.device) for b, k in rules]
+    res = scored[0]
     psnr: dict[Any, float] = {}
     secs: dict[Any, float] = {}
     for v in list(values) + ([] if default in values else [default]):
@@ -202,7 +219,12 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
         psnr[v], secs[v] = float(m[metric]), float(m["seconds"])
     grid = np.array([psnr[v] for v in values])
     best_v = values[int(np.argmax(grid))]
-    rho = scipy.stats.spearmanr(-res.mean, grid).statistic if len(values) > 2 else float("nan")
+
+    def spearman(r: Any) -> float:
+        return float(scipy.stats.spearmanr(-r.mean, grid).statistic) if len(values) > 2 \
+            else float("nan")
+
+    rho = spearman(res)
     metrics = {"field": path, "metric": metric, "default": default, "fresh_pick": res.best,
                "grid_best": best_v,
                "rank": 1 + int(np.sum(grid > psnr[res.best])), "of": len(values),
@@ -212,7 +234,12 @@ def fresh_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
                "fresh_s": res.seconds, "train_s": secs[default],
                "cost": res.seconds / secs[default], "bins": res.bins,
                "grid": [{"value": v, "psnr": psnr[v], "seconds": secs[v],
-                         "distance": float(res.mean[i])} for i, v in enumerate(values)]}
+                         "distance": float(res.mean[i])} for i, v in enumerate(values)],
+               "scorings": [{"scoring": f"{b}:{k}", "fresh_pick": r.best,
+                             "rank": 1 + int(np.sum(grid > psnr[r.best])),
+                             "gap_db": psnr[best_v] - psnr[r.best], "spearman": spearman(r),
+                             "fresh_s": r.seconds}
+                            for (b, k), r in zip(rules, scored, strict=True)]}
     write_json(run_dir / "metrics.json", {**metrics, "status": "finished"})
     return to_jsonable(metrics)
 
@@ -263,7 +290,8 @@ JOBS["train_compress"] = Job(train_compress_job, {"bits": [8], "per_channel": Fa
                                                   "codec": "lzma"}, callbacks=True)
 JOBS["twolayer_ntk"] = Job(twolayer_job)
 JOBS["fresh_validate"] = Job(fresh_job, {"sweep": REQUIRED, "default": None, "bins": 64,
-                                         "inits": 10, "metric": "psnr"})
+                                         "binning": "diagonal", "inits": 10, "metric": "psnr",
+                                         "scorings": []})
 JOBS["fresh_train"] = Job(fresh_train_job, {"sweep": REQUIRED, "bins": None, "inits": 10},
                           callbacks=True)
 

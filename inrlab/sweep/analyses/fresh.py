@@ -16,7 +16,9 @@ def fresh_validation(ctx: Context) -> Result:
     """One row per (signal, experiment): where FreSh's pick ranks among the trained candidates
     (1 = best final PSNR), its PSNR gap to the grid's best, its gain over the default, Spearman's
     ρ between −distance and PSNR, and FreSh's cost in training runs of the default; then the
-    means beside the paper's claims (``[analysis.paper]``: quantity → text)."""
+    means beside the paper's claims (``[analysis.paper]``: quantity → text); with
+    ``job.scorings``, each scoring rule's pick, rank and gap against the same grid, and their
+    means per rule."""
     rows = [{**r["axes"], **r["metrics"]} for r in ctx.finished()]
     if not rows:
         return Result(notes=["no finished runs yet"])
@@ -30,5 +32,15 @@ def fresh_validation(ctx: Context) -> Result:
     paper = ctx.params.get("paper") or {}
     table = pd.DataFrame([{"quantity": k, "ours": v, "paper": paper.get(k, "")}
                           for k, v in summary.items()])
-    return Result(tables=[("FreSh's pick vs the grid", df[[c for c in COLUMNS if c in df]]),
-                          ("summary", table)])
+    tables = [("FreSh's pick vs the grid", df[[c for c in COLUMNS if c in df]]),
+              ("summary", table)]
+    rules = pd.DataFrame([{"signal": row.get("signal"), "experiment": row.get("experiment"),
+                           "grid_best": row["grid_best"], **sc}
+                          for row in rows for sc in row.get("scorings") or []])
+    if not rules.empty:  # job.scorings: every rule against the same trained grid
+        tables.append(("scoring rules (BINNING:K) against the same grid", rules))
+        tables.append(("scoring rules: means over the runs", rules.groupby("scoring", sort=False)
+                       .agg(runs=("rank", "size"), best=("rank", lambda r: int((r == 1).sum())),
+                            mean_rank=("rank", "mean"), mean_gap_db=("gap_db", "mean"),
+                            mean_spearman=("spearman", "mean")).reset_index()))
+    return Result(tables=tables)
