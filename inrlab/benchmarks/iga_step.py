@@ -12,6 +12,7 @@ kernels need the output gradient at every pixel, not at 384 representatives, so 
 from __future__ import annotations
 
 import argparse
+import copy
 
 import numpy as np
 import torch
@@ -54,8 +55,9 @@ def bench_preset(name: str, sig: Image, dev: torch.device, args: argparse.Namesp
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     techs = {}
     for method in ("structured", "jacobian"):
-        cfg.train.iga.ntk_method = method
-        techs[method] = IGA(cfg.train)
+        train = copy.deepcopy(cfg.train)  # a technique keeps its config: one copy per route
+        train.iga.ntk_method = method
+        techs[method] = IGA(train)
         techs[method].setup(model, sig)
 
     counter = iter(range(1 << 30))  # a new step number every call, so IGA recomputes K and S
