@@ -167,12 +167,15 @@ def test_ntk_spectra_tiny(tmp_path, capsys):
                  "job.definitions": ["ntk_param"]},
                 {"signals": ["camera"],
                  "model": [{"label": "identity", "preset": "relu"},
-                           {"label": "mpe", "preset": "mpe", "job.no_grid": True,
+                           {"label": "mpe_fine_x", "preset": "mpe", "job.no_grid": True,
                             "model.encoding.levels": 2, "model.encoding.base_resolution": 2,
                             "model.encoding.finest_resolution": 8}]})
     text = run_tiny(path, tmp_path / "out", capsys)
-    assert "λ_min orders vs identity" in text and "| mpe |" in text and "after training" in text
-    spectra = next(m for k, m in metrics(tmp_path / "out").items() if k.endswith("mpe"))["spectra"]
+    assert "λ_min orders vs identity" in text and "| mpe_fine_x |" in text and "after training" in text
+    # a variant NAME_… of the paper's model NAME gets the paper's number beside its own
+    row = re.search(r"\| mpe_fine_x \| λ_min orders vs identity \| ([^|]*) \| ≈ 8 \|", text)
+    assert row and float(row.group(1))
+    spectra = next(m for k, m in metrics(tmp_path / "out").items() if k.endswith("mpe_fine_x"))["spectra"]
     assert set(spectra) == {f"step {s}{d}" for s in (0, 4)
                             for d in ("", " no grid", " ntk_param")}
     assert "| log10 λ_max/mean |" in text and "### step 0 ntk_param" in text

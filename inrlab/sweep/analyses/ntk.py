@@ -99,10 +99,12 @@ def ntk_spectra(ctx: Context) -> Result:
     if paper:
         rows = []
         for key, values in paper.items():
-            for model, value in values.items():
-                ours = (quality.set_index("model")["PSNR dB"].get(model) if key == "psnr"
-                        else summary.get(model, {}).get(stages[0], {}).get(key))
-                rows.append({"model": model, "quantity": key, "ours": ours, "paper": value})
+            for name, value in values.items():
+                # the paper's model and its variants (labels NAME_…, e.g. mpe_fine_init1e-2)
+                for model in [m for m in runs if m == name or m.startswith(f"{name}_")] or [name]:
+                    ours = (quality.set_index("model")["PSNR dB"].get(model) if key == "psnr"
+                            else summary.get(model, {}).get(stages[0], {}).get(key))
+                    rows.append({"model": model, "quantity": key, "ours": ours, "paper": value})
         res.tables.append((f"paper vs ours ({stages[0]} for spectra)", pd.DataFrame(rows)))
     for stage in (stages[0], stages[-1]) if len(stages) > 1 else stages[:1]:
         step = stage.split()[1]
