@@ -18,7 +18,7 @@ from torch.autograd.function import once_differentiable
 from ..config import EncodingConfig
 from ..errors import InrlabError
 from ..registry import ENCODINGS
-from . import kernels
+from . import grid_kernel, kernels
 
 
 class Identity(nn.Module):
@@ -233,6 +233,10 @@ class Grid(nn.Module):
             # coordinate gradients, torch.func transforms (vmap, jacrev) and torch.compile traces
             # (inductor fuses the gather): autograd through the interpolation
             out = self._gather(*self.interpolation(x))
+        elif self._use_kernel(x):
+            # CPU: the fused C++ kernel (interpolation, gather and table gradient in one pass
+            # each, nothing of size N·L·2^d stored), training and inference alike
+            out = grid_kernel.interpolate(self, x)
         elif not (torch.is_grad_enabled() and self.table.requires_grad):
             # inference (e.g. evaluation between training steps): fresh interpolation, no graph;
             # the training cache stays as it is
@@ -254,6 +258,18 @@ class Grid(nn.Module):
                 out = SparseInterpolation.apply(self.table, gather, scatter)
         out = out.reshape(n, -1)
         return torch.cat([x, out], dim=1) if self.include_input else out
+
+    def _use_kernel(self, x: torch.Tensor) -> bool:
+        """Whether the C++ kernel (``grid_kernel``) computes the features of plain coordinates
+        ``x``: on CPU, coordinates and table in one float dtype, with kernel backend ``auto`` for
+        the dimensions in ``grid_kernel.AUTO_DIMS`` and ``compiled`` for all (``eager``: never).
+        Builds the kernel at the first call that wants it (a failed build warns once and this
+        returns False from then on; under ``compiled`` it raises)."""
+        backend = kernels.get_backend()
+        return (backend != "eager" and x.device.type == "cpu" and self.table.device.type == "cpu"
+                and x.dtype == self.table.dtype and x.dtype in (torch.float32, torch.float64)
+                and (backend == "compiled" or self.in_dim in grid_kernel.AUTO_DIMS)
+                and grid_kernel.available(strict=backend == "compiled"))
 
     def _gather(self, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Interpolated features (N, L, F) by gathering the corner rows and weighting them (the
