@@ -69,8 +69,35 @@ def test_kernel_gradcheck_float64():
     x = _points(40, 3, torch.float64)
     args = grid_kernel._grid_args(grid)
     table = grid.table.detach().clone().requires_grad_()
+    memory: dict = {}  # the gradient's memory reused between calls
     assert torch.autograd.gradcheck(
-        lambda t: grid_kernel.FusedInterpolation.apply(t, x, args), (table,))
+        lambda t: grid_kernel.FusedInterpolation.apply(t, x, args, memory), (table,))
+    assert "grad" in memory
+
+
+def test_gradient_memory_reused_only_when_free():
+    """The table gradient reuses the last one's memory once nothing holds it (set_to_none),
+    never while ``.grad`` (or a view of it) is alive; values stay right either way."""
+    grid = _grid(3, "hashed")
+    x = _points(100, 3, torch.float32)
+
+    def grad_ptr():
+        grid(x).sum().backward()
+        return grid.table.grad.data_ptr()
+
+    first = grid_ptr = grad_ptr()
+    ref = grid.table.grad.clone()
+    grid.table.grad = None
+    assert grad_ptr() == first  # freed, then reused
+    torch.testing.assert_close(grid.table.grad, ref, rtol=0, atol=0)
+    kept = grid.table.grad
+    grid.table.grad = None
+    assert grad_ptr() != first  # still held by `kept`: new memory
+    torch.testing.assert_close(kept, ref, rtol=0, atol=0)
+    grid_ptr = grid.table.grad.data_ptr()
+    grad_ptr()  # .grad kept (accumulated): 2 × the gradient, no aliasing
+    torch.testing.assert_close(grid.table.grad, 2 * ref)
+    assert grid.table.grad.data_ptr() == grid_ptr
 
 
 def test_backends_choose_the_kernel(backend):

@@ -109,9 +109,11 @@ class Grid(nn.Module):
             raise AssertionError("dense grid levels must precede hashed ones")
         self.out_dim = levels * features_per_level + (in_dim if include_input else 0)
         self._cache: tuple | None = None
+        self._kernel_memory: dict = {}  # the C++ kernel's reusable gradient memory (grid_kernel)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_cache": None}  # the cache holds a weak reference: not picklable
+        # the cache holds a weak reference (not picklable); neither is worth copying
+        return {**self.__dict__, "_cache": None, "_kernel_memory": {}}
 
     def interpolation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows into ``table`` and weights of the 2^d vertices around each sample, per level.
