@@ -231,14 +231,17 @@ class Grid(nn.Module):
         n = x.shape[0]
         wrapped = torch._C._functorch.is_functorch_wrapped_tensor
         reference = kernels.get_backend() == "eager" or x.device.type != "cpu"
-        if torch.compiler.is_compiling() or x.requires_grad or wrapped(x) or wrapped(self.table):
+        formula = (torch.compiler.is_compiling() or x.requires_grad or wrapped(x)
+                   or wrapped(self.table))
+        if not formula and self._use_kernel(x):
+            # CPU: the fused C++ kernel (interpolation, gather and table gradient in one pass
+            # each, nothing of size N·L·2^d stored, output rows written once), training and
+            # inference alike
+            return grid_kernel.interpolate(self, x)
+        if formula:
             # coordinate gradients, torch.func transforms (vmap, jacrev) and torch.compile traces
             # (inductor fuses the gather): autograd through the interpolation
             out = self._gather(*self.interpolation(x))
-        elif self._use_kernel(x):
-            # CPU: the fused C++ kernel (interpolation, gather and table gradient in one pass
-            # each, nothing of size N·L·2^d stored), training and inference alike
-            out = grid_kernel.interpolate(self, x)
         elif not (torch.is_grad_enabled() and self.table.requires_grad):
             # inference (e.g. evaluation between training steps): fresh interpolation, no graph;
             # the training cache stays as it is

@@ -231,14 +231,42 @@ void check(const at::Tensor& x, const at::Tensor& a) {
   TORCH_CHECK(x.scalar_type() == a.scalar_type(), "grid kernel: one dtype");
 }
 
+// the encoding's output (N, [D] + L·F): the coordinates (include_input) then each level's F
+// features; computed level-major into (L, N, F), then one pass over the samples writes the rows
+// (instead of a transposing copy and a concatenation)
+template <typename T>
+void assemble(const at::Tensor& x, const at::Tensor& lnf, bool include_input, at::Tensor& out) {
+  const int64_t n = lnf.size(1), nl = lnf.size(0), F = lnf.size(2), D = x.size(1);
+  const int64_t width = out.size(1), lead = include_input ? D : 0;
+  const T* xp = x.data_ptr<T>();
+  const T* fp = lnf.data_ptr<T>();
+  T* op = out.data_ptr<T>();
+  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      T* o = op + s * width;
+      for (int64_t i = 0; i < lead; ++i) o[i] = xp[s * D + i];
+      for (int64_t l = 0; l < nl; ++l)
+        for (int64_t f = 0; f < F; ++f) o[lead + l * F + f] = fp[(l * n + s) * F + f];
+    }
+  });
+}
+
 at::Tensor grid_forward(const at::Tensor& x, const at::Tensor& table, const at::Tensor& res,
-                        const at::Tensor& offsets, int64_t n_dense, int64_t mask) {
+                        const at::Tensor& offsets, int64_t n_dense, int64_t mask,
+                        bool include_input) {
   check(x, table);
   const auto lv = levels(res, offsets, n_dense, mask);
-  const int64_t F = table.size(1);
-  at::Tensor out = at::empty({static_cast<int64_t>(lv.size()), x.size(0), F}, table.options());
-  if (x.scalar_type() == at::kDouble) dispatch<double>(true, x, table, lv, F, out);
-  else dispatch<float>(true, x, table, lv, F, out);
+  const int64_t F = table.size(1), nl = static_cast<int64_t>(lv.size());
+  at::Tensor lnf = at::empty({nl, x.size(0), F}, table.options());
+  at::Tensor out = at::empty({x.size(0), (include_input ? x.size(1) : 0) + nl * F},
+                             table.options());
+  if (x.scalar_type() == at::kDouble) {
+    dispatch<double>(true, x, table, lv, F, lnf);
+    assemble<double>(x, lnf, include_input, out);
+  } else {
+    dispatch<float>(true, x, table, lv, F, lnf);
+    assemble<float>(x, lnf, include_input, out);
+  }
   return out;
 }
 
@@ -269,8 +297,8 @@ at::Tensor share_memory(const at::Tensor& t, at::IntArrayRef size) {
 }  // namespace
 
 TORCH_LIBRARY(inrlab_grid, m) {
-  m.def("forward_lnf(Tensor x, Tensor table, Tensor res, Tensor offsets, int n_dense, int mask) -> Tensor",
-        &grid_forward);
+  m.def("forward(Tensor x, Tensor table, Tensor res, Tensor offsets, int n_dense, int mask, "
+        "bool include_input) -> Tensor", &grid_forward);
   m.def("backward_lnf(Tensor x, Tensor g_lnf, Tensor res, Tensor offsets, int n_dense, int mask, "
         "Tensor(a!) grad) -> ()", &grid_backward);
   m.def("memory_users(Tensor t) -> int", &memory_users);
@@ -328,27 +356,30 @@ def _grid_args(grid: Any) -> tuple:
 
 
 class FusedInterpolation(torch.autograd.Function):
-    """Grid features (N, L, F) = Σ_c w · table[row] computed from the coordinates ``x`` (N, d)
-    by the C++ kernel; gradient for ``table`` only (``x`` must not require one)."""
+    """The grid encoding's output (N, [d] + L·F) at coordinates ``x`` (N, d): the coordinates
+    (``include_input``) and Σ_c w · table[row] per level, computed by the C++ kernel; gradient
+    for ``table`` only (``x`` must not require one)."""
 
     @staticmethod
-    def forward(table: torch.Tensor, x: torch.Tensor,  # type: ignore[override]
-                args: tuple, memory: dict | None) -> torch.Tensor:
-        # the kernel writes level-major (L, N, F) (each level's samples in a row); a view
-        return _state["ops"].forward_lnf(x, table.detach(), *args).transpose(0, 1)
+    def forward(table: torch.Tensor, x: torch.Tensor, args: tuple,  # type: ignore[override]
+                include_input: bool, memory: dict | None) -> torch.Tensor:
+        return _state["ops"].forward(x, table.detach(), *args, include_input)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        table, ctx.x, ctx.args, ctx.memory = inputs
+        table, ctx.x, ctx.args, include_input, ctx.memory = inputs
+        ctx.lead = ctx.x.shape[1] if include_input else 0
         ctx.shape, ctx.dtype = table.shape, table.dtype
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g: torch.Tensor) -> tuple:  # type: ignore[override]
-        g_lnf = g.transpose(0, 1).contiguous()  # (L, N, F): each level reads its own block
+        n, f = g.shape[0], ctx.shape[1]
+        # (L, N, F): each level reads its own block
+        g_lnf = g[:, ctx.lead:].reshape(n, -1, f).transpose(0, 1).contiguous()
         grad = _gradient_buffer(ctx.memory, ctx.shape, ctx.dtype)
         _state["ops"].backward_lnf(ctx.x, g_lnf, *ctx.args, grad)
-        return grad, None, None, None
+        return grad, None, None, None, None
 
 
 def _gradient_buffer(memory: dict | None, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
@@ -375,9 +406,8 @@ def _gradient_buffer(memory: dict | None, shape: torch.Size, dtype: torch.dtype)
 
 
 def interpolate(grid: Any, x: torch.Tensor) -> torch.Tensor:
-    """``grid``'s features (N, L, F) at ``x`` (N, d) through the kernel (``available()`` must
+    """``grid``'s output (N, out_dim) at ``x`` (N, d) through the kernel (``available()`` must
     be True; CPU, x not requiring grad, x and the table in one dtype). The table gradient's
     memory is reused from step to step through ``grid._kernel_memory``."""
-    x = x.contiguous()
-    return FusedInterpolation.apply(grid.table, x, _grid_args(grid),
-                                    getattr(grid, "_kernel_memory", None))
+    return FusedInterpolation.apply(grid.table, x.contiguous(), _grid_args(grid),
+                                    grid.include_input, getattr(grid, "_kernel_memory", None))
