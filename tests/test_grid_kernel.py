@@ -123,13 +123,18 @@ def test_backends_choose_the_kernel(backend):
     torch.testing.assert_close(vm.reshape(50, -1), ref, rtol=1e-6, atol=1e-6)
 
 
-def test_kernel_survives_nan_coordinates():
-    """A NaN coordinate gives NaN features, never an out-of-bounds row."""
+def test_kernel_survives_nan_and_empty_coordinates():
+    """A NaN coordinate gives NaN features, never an out-of-bounds row; no points: (0, out_dim)
+    and a zero gradient."""
     grid = _grid(3, "hashed")
     x = _points(10, 3, torch.float32)
     x[4, 1] = float("nan")
     out = grid(x)
     assert torch.isnan(out[4]).any() and torch.isfinite(out[:4]).all()
+    out = grid(torch.empty(0, 3))
+    assert out.shape == (0, grid.out_dim)
+    (grad,) = torch.autograd.grad(out.sum(), grid.table)
+    assert not grad.any()
 
 
 def test_failed_build_falls_back_with_one_warning(monkeypatch, backend):

@@ -115,11 +115,12 @@ std::vector<Level> levels(const at::Tensor& res, const at::Tensor& offsets, int6
 
 // Levels (largest first) handed out one at a time to the threads: a level's table rows stay in
 // cache while all samples visit them (sample-major order, all levels per sample, was 4× slower)
+// (one thread below 2^15 sample-levels: small calls are not worth waking the others)
 template <typename Fn>
-void over_levels(const std::vector<Level>& lv, const Fn& fn) {
+void over_levels(const std::vector<Level>& lv, int64_t n, const Fn& fn) {
   const int64_t nl = static_cast<int64_t>(lv.size());
   std::atomic<int64_t> next{0};
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), nl);
+  const int64_t workers = n * nl < (1 << 15) ? 1 : std::min<int64_t>(at::get_num_threads(), nl);
   at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
     for (int64_t worker = begin; worker < end; ++worker)
       for (int64_t t = next++; t < nl; t = next++) fn(nl - 1 - t);
@@ -157,7 +158,7 @@ void forward_impl(const at::Tensor& x, const at::Tensor& table, const std::vecto
   const T* xp = x.data_ptr<T>();
   const T* tp = table.data_ptr<T>();
   T* op = out.data_ptr<T>();
-  over_levels(lv, [&](int64_t l) {
+  over_levels(lv, n, [&](int64_t l) {
     T* ol = op + l * n * F;
     for_samples<T, D, 0>(xp, n, lv[l], F, tp, [&](int64_t s, const int64_t* row, const T* w) {
       T* o = ol + s * F;
@@ -188,7 +189,7 @@ void backward_impl(const at::Tensor& x, const at::Tensor& g, const std::vector<L
   const T* xp = x.data_ptr<T>();
   const T* gp = g.data_ptr<T>();
   T* dp = grad.data_ptr<T>();
-  over_levels(lv, [&](int64_t l) {
+  over_levels(lv, n, [&](int64_t l) {
     const Level& lvl = lv[l];
     std::memset(dp + lvl.offset * F, 0, sizeof(T) * lvl.rows * F);
     const T* gl = gp + l * n * F;
@@ -376,7 +377,7 @@ class FusedInterpolation(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor) -> tuple:  # type: ignore[override]
         n, f = g.shape[0], ctx.shape[1]
         # (L, N, F): each level reads its own block
-        g_lnf = g[:, ctx.lead:].reshape(n, -1, f).transpose(0, 1).contiguous()
+        g_lnf = g[:, ctx.lead:].reshape(n, ctx.args[0].numel(), f).transpose(0, 1).contiguous()
         grad = _gradient_buffer(ctx.memory, ctx.shape, ctx.dtype)
         _state["ops"].backward_lnf(ctx.x, g_lnf, *ctx.args, grad)
         return grad, None, None, None, None
