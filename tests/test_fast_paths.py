@@ -313,4 +313,5 @@ def test_step_time_fresh_batches_and_breakdown(tmp_path):
                  "--out", str(out)]) == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["batch"] == "fresh" and row["finest"] == "16"
-    assert all(row[f"{k}_s"] > 0 for k in ("encode", "mlp", "adam", "table_copy"))
+    assert all(row[f"{k}_s"] > 0 for k in ("encode", "mlp", "adam", "table_copy",
+                                           "gather_floor"))
