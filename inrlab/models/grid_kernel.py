@@ -1,14 +1,17 @@
 """A fused C++ kernel for the grid encodings' interpolation on CPU (``Grid``, models/encodings.py).
 
-Forward: for each sample and level, the cell, its 2^d corner rows (dense or hashed, the same
-integers as ``Grid.interpolation``) and multilinear weights (the same float operations, bit for
-bit), and Σ_c w_c · table[row_c] written into the output (N, L, F). Nothing of size N·L·2^d is
-materialised. Backward (table gradient): the same traversal adding g · w_c into the gradient's
-row; each level owns its own rows of the table, so the levels run in parallel without races, and
-each row sums its contributions in sample order: the additions of ``index_add`` over the
-flattened (N, L, 2^d) corners (the reference path's backward), so the table gradient is exactly
-the reference's. The forward sums the 2^d corners in corner order (the reference's batched
-product may order or fuse them differently: equal up to float rounding).
+Forward: level by level (the levels shared out among the threads), for each sample the cell,
+its 2^d corner rows (dense or hashed, the same integers as ``Grid.interpolation``) and
+multilinear weights (the same float operations, bit for bit), and Σ_c w_c · table[row_c]; then
+one pass writes the encoding's output rows (N, [d] + L·F) (coordinates if ``include_input``,
+then each level's F features). Nothing of size N·L·2^d is materialised; corners are computed a
+few samples ahead and their table rows prefetched. Backward (table gradient): the same traversal
+adding g · w_c into the gradient's row; each level owns its own rows of the table, so the levels
+run in parallel without races, and each row sums its contributions in sample order: the
+additions of ``index_add`` over the flattened (N, L, 2^d) corners (the reference path's
+backward), so the table gradient is exactly the reference's. The forward sums the 2^d corners
+in corner order (the reference's batched product may order or fuse them differently: equal up
+to float rounding). The gradient's memory is reused between steps (``_gradient_buffer``).
 
 Built on first use with ``torch.utils.cpp_extension.load_inline`` (g++ and ninja; cached in
 torch's extension directory, so later processes only load it). If the build fails (no
