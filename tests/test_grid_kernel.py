@@ -123,6 +123,19 @@ def test_backends_choose_the_kernel(backend):
     torch.testing.assert_close(vm.reshape(50, -1), ref, rtol=1e-6, atol=1e-6)
 
 
+def test_2d_grids_never_build_the_kernel(monkeypatch):
+    """Backend auto: 2-D grids (the demo) train and evaluate without asking for the build."""
+    def no_build(strict=False):
+        raise AssertionError("2-D grid asked for the C++ kernel")
+
+    monkeypatch.setattr(grid_kernel, "available", no_build)
+    grid = _grid(2, "hashed")
+    x = _points(50, 2, torch.float32)
+    grid(x).sum().backward()
+    with torch.no_grad():
+        grid(x)
+
+
 def test_kernel_survives_nan_and_empty_coordinates():
     """A NaN coordinate gives NaN features, never an out-of-bounds row; no points: (0, out_dim)
     and a zero gradient."""
