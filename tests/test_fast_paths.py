@@ -6,7 +6,7 @@ import torch
 
 from inrlab.config import ActivationConfig, ModelConfig, preset
 from inrlab.errors import InrlabError
-from inrlab.models import build_model, kernels
+from inrlab.models import build_model, grid_kernel, kernels
 from inrlab.models.encodings import Grid
 from inrlab.train.optim import build_adam
 
@@ -86,10 +86,12 @@ def test_unknown_backend_is_one_line_error():
 
 @pytest.mark.parametrize("dim,hashed,log2", [(2, False, 19), (2, True, 4), (3, True, 6),
                                              (3, False, 19), (1, True, 4)])
-def test_grid_fast_paths_match_gather(dim, hashed, log2):
+def test_grid_fast_paths_match_gather(dim, hashed, log2, monkeypatch):
     """Both training paths equal index_select + weighting, values and table gradient, including
     hashed levels whose corners collide (tiny tables): the first use of new coordinates
-    (GatherInterpolation: 1-D element gather/index_add) and their reuse (CSR products)."""
+    (GatherInterpolation: 1-D element gather/index_add) and their reuse (CSR products). (3-D
+    grids use the C++ kernel by default, tests/test_grid_kernel.py: switched off here.)"""
+    monkeypatch.setattr(grid_kernel, "AUTO_DIMS", ())
     torch.manual_seed(0)
     grid = Grid(dim, levels=4, base_resolution=2, finest_resolution=9, features_per_level=2,
                 hashed=hashed, log2_table_size=log2, init_scale=1.0)
@@ -218,18 +220,20 @@ def _short_run(name, adam, fast, fresh=False, dim=2):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-@pytest.mark.parametrize("name", ["hash", "mpe", "siren", "wire"])
-def test_seeded_training_equal_within_tolerance(name):
-    """Fused Adam + sparse grid path vs looped Adam + gather path: same parameters after five
-    seeded steps, up to float32 rounding."""
-    fast = _short_run(name, "fused", fast=True)
-    ref = _short_run(name, "loop", fast=False)
+@pytest.mark.parametrize("name,dim", [("hash", 2), ("mpe", 2), ("siren", 2), ("wire", 2),
+                                      ("hash", 3)])
+def test_seeded_training_equal_within_tolerance(name, dim):
+    """Fused Adam + sparse grid path (2-D) or C++ grid kernel (3-D) vs looped Adam + gather
+    path: same parameters after five seeded steps, up to float32 rounding."""
+    fast = _short_run(name, "fused", fast=True, dim=dim)
+    ref = _short_run(name, "loop", fast=False, dim=dim)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name,dim", [("hash", 2), ("hash", 3), ("mpe", 3)])
 def test_seeded_minibatch_training_equal_within_tolerance(name, dim):
-    """New coordinates every step (GatherInterpolation, no CSR) vs the reference gather path."""
+    """New coordinates every step (2-D: GatherInterpolation, no CSR; 3-D: the C++ grid kernel)
+    vs the reference gather path."""
     fast = _short_run(name, "fused", fast=True, fresh=True, dim=dim)
     ref = _short_run(name, "loop", fast=False, fresh=True, dim=dim)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
@@ -309,4 +313,5 @@ def test_step_time_fresh_batches_and_breakdown(tmp_path):
                  "--out", str(out)]) == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["batch"] == "fresh" and row["finest"] == "16"
-    assert all(row[f"{k}_s"] > 0 for k in ("encode", "mlp", "adam", "table_copy"))
+    assert all(row[f"{k}_s"] > 0 for k in ("encode", "mlp", "adam", "table_copy",
+                                           "gather_floor"))

@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from ..config import PRESETS, preset
 from ..models import build_model, kernels
-from ..models.encodings import Grid
+from ..models.encodings import Grid, _as_elements, _element_index
 from ..problems import Image
 from ..train.optim import build_adam
 from ..utils import resolve_device, seed_everything
@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--breakdown", action="store_true",
                    help="grid presets: also time the step's parts alone, each against the "
                    "roofline: encoding forward + table gradient, MLP forward + backward (on "
-                   "fixed features), the Adam step, one copy of the table")
+                   "fixed features), the Adam step, one copy of the table, a plain gather of "
+                   "the step's corner rows (index_select: the random-access floor)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", type=int, default=0, metavar="K",
@@ -129,7 +130,9 @@ def breakdown(model: torch.nn.Module, opt: torch.optim.Optimizer, draw: Callable
     the roofline (``<part>_s`` and ``<part>_ratio``): ``encode`` (the encoding's forward and its
     table gradient, coordinates from ``draw``), ``mlp`` (the layers' forward and backward on
     fixed features, MSE included), ``adam`` (the optimizer step, gradients in place),
-    ``table_copy`` (one read and write of the table: a memory-traffic yardstick)."""
+    ``table_copy`` (one read and write of the table: a memory-traffic yardstick),
+    ``gather_floor`` (a plain ``index_select`` of the step's N·L·2^d corner rows from the table,
+    8-byte elements for F = 2: the random-access floor of a gather of that size)."""
     enc = model.encoding
     xb, yb = draw()
     feats = enc(xb).detach()
@@ -147,8 +150,11 @@ def breakdown(model: torch.nn.Module, opt: torch.optim.Optimizer, draw: Callable
         torch.autograd.grad(loss, [p for m in layers for p in m.parameters()])
 
     buf = torch.empty_like(enc.table)
+    elems, k = _as_elements(enc.table.detach())
+    rows = _element_index(enc.interpolation(xb)[0].reshape(-1), k)
     parts = {"encode": encode, "mlp": mlp, "adam": opt.step,
-             "table_copy": lambda: buf.copy_(enc.table.detach())}
+             "table_copy": lambda: buf.copy_(enc.table.detach()),
+             "gather_floor": lambda: elems.index_select(0, rows)}
     out: dict[str, float] = {}
     for key, fn in parts.items():
         t, _, r = time_ratio(fn, roof, dev, repeats)

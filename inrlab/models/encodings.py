@@ -18,7 +18,7 @@ from torch.autograd.function import once_differentiable
 from ..config import EncodingConfig
 from ..errors import InrlabError
 from ..registry import ENCODINGS
-from . import kernels
+from . import grid_kernel, kernels
 
 
 class Identity(nn.Module):
@@ -109,9 +109,11 @@ class Grid(nn.Module):
             raise AssertionError("dense grid levels must precede hashed ones")
         self.out_dim = levels * features_per_level + (in_dim if include_input else 0)
         self._cache: tuple | None = None
+        self._kernel_memory: dict = {}  # the C++ kernel's reusable gradient memory (grid_kernel)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_cache": None}  # the cache holds a weak reference: not picklable
+        # the cache holds a weak reference (not picklable); neither is worth copying
+        return {**self.__dict__, "_cache": None, "_kernel_memory": {}}
 
     def interpolation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows into ``table`` and weights of the 2^d vertices around each sample, per level.
@@ -229,7 +231,14 @@ class Grid(nn.Module):
         n = x.shape[0]
         wrapped = torch._C._functorch.is_functorch_wrapped_tensor
         reference = kernels.get_backend() == "eager" or x.device.type != "cpu"
-        if torch.compiler.is_compiling() or x.requires_grad or wrapped(x) or wrapped(self.table):
+        formula = (torch.compiler.is_compiling() or x.requires_grad or wrapped(x)
+                   or wrapped(self.table))
+        if not formula and self._use_kernel(x):
+            # CPU: the fused C++ kernel (interpolation, gather and table gradient in one pass
+            # each, nothing of size N·L·2^d stored, output rows written once), training and
+            # inference alike
+            return grid_kernel.interpolate(self, x)
+        if formula:
             # coordinate gradients, torch.func transforms (vmap, jacrev) and torch.compile traces
             # (inductor fuses the gather): autograd through the interpolation
             out = self._gather(*self.interpolation(x))
@@ -254,6 +263,18 @@ class Grid(nn.Module):
                 out = SparseInterpolation.apply(self.table, gather, scatter)
         out = out.reshape(n, -1)
         return torch.cat([x, out], dim=1) if self.include_input else out
+
+    def _use_kernel(self, x: torch.Tensor) -> bool:
+        """Whether the C++ kernel (``grid_kernel``) computes the features of plain coordinates
+        ``x``: on CPU, coordinates and table in one float dtype, with kernel backend ``auto`` for
+        the dimensions in ``grid_kernel.AUTO_DIMS`` and ``compiled`` for all (``eager``: never).
+        Builds the kernel at the first call that wants it (a failed build warns once and this
+        returns False from then on; under ``compiled`` it raises)."""
+        backend = kernels.get_backend()
+        return (backend != "eager" and x.device.type == "cpu" and self.table.device.type == "cpu"
+                and x.dtype == self.table.dtype and x.dtype in (torch.float32, torch.float64)
+                and (backend == "compiled" or self.in_dim in grid_kernel.AUTO_DIMS)
+                and grid_kernel.available(strict=backend == "compiled"))
 
     def _gather(self, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Interpolated features (N, L, F) by gathering the corner rows and weighting them (the

@@ -16,11 +16,14 @@ Backend (``set_backend`` or the ``INRLAB_KERNELS`` environment variable):
 * ``"auto"`` (default): compiled for tensors of at least ``COMPILE_MIN_NUMEL`` elements when
   ``torch.compile`` works here (the first failure switches to eager for the rest of the process,
   with one warning); smaller tensors (which would not repay the compile time) run the plain
-  formula under ordinary autograd;
-* ``"compiled"``: compiled for every size (a failure raises ``InrlabError``);
+  formula under ordinary autograd. 3-D grid encodings on CPU use the C++ grid kernel
+  (``grid_kernel``, built on first use; a failed build warns once and they keep their torch
+  paths);
+* ``"compiled"``: compiled for every size, and the C++ grid kernel for grids of every dimension
+  (a failure raises ``InrlabError``);
 * ``"eager"``: never compile; also the reference paths elsewhere (grid encodings gather and
-  index_add instead of their sparse matrix products): what ``inrlab bench step-time --kernels
-  eager auto`` compares against.
+  index_add instead of their sparse matrix products or the C++ kernel): what ``inrlab bench
+  step-time --kernels eager auto`` compares against.
 
 Inside ``torch.func`` transforms (vmap, jacrev, jvp: the eNTK engine, FreSh) the modules call the
 plain formula (``*_formula``), which those transforms differentiate like any torch code; the
