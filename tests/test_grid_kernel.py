@@ -171,3 +171,20 @@ def test_failed_build_falls_back_with_one_warning(monkeypatch, backend):
     backend("compiled")
     with pytest.raises(InrlabError, match="grid kernel"):
         grid(x)
+
+
+@pytest.mark.slow  # two cold builds of the kernel (~15 s)
+def test_two_processes_building_the_kernel_at_once_both_get_it(tmp_path):
+    """A sweep's local workers start together on a machine without the cached build: torch's
+    build lock must let both load the same kernel (neither falls back, neither crashes)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"), "OMP_NUM_THREADS": "1"}
+    code = "from inrlab.models import grid_kernel as gk; print(gk.available())"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0 and out.strip() == "True", err[-500:]
