@@ -88,7 +88,7 @@ def test_gradient_memory_reused_only_when_free():
         grid(x).sum().backward()
         return grid.table.grad.data_ptr()
 
-    first = grid_ptr = grad_ptr()
+    first = grad_ptr()
     ref = grid.table.grad.clone()
     grid.table.grad = None
     assert grad_ptr() == first  # freed, then reused
@@ -188,3 +188,18 @@ def test_two_processes_building_the_kernel_at_once_both_get_it(tmp_path):
     for p in procs:
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0 and out.strip() == "True", err[-500:]
+
+
+def test_gradient_memory_not_reused_under_a_view_or_numpy_alias():
+    """Hostile: a logger keeps a view or a NumPy array of the table gradient and drops ``.grad``;
+    the next step must not write into the memory they still show."""
+    grid = _grid(3, "hashed")
+    x = _points(100, 3, torch.float32)
+    grid(x).sum().backward()
+    ref = grid.table.grad.clone()
+    view, arr = grid.table.grad[:7], grid.table.grad.numpy()
+    grid.table.grad = None
+    (2 * grid(x)).sum().backward()  # a different gradient, in new memory
+    torch.testing.assert_close(view, ref[:7], rtol=0, atol=0)
+    assert (arr == ref.numpy()).all()
+    torch.testing.assert_close(grid.table.grad, 2 * ref)
