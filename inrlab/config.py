@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import tomllib
 
 from .errors import InrlabError
+from .files import check_nesting, read_text
 from .registry import ACTIVATIONS, ENCODINGS, NORMS, TECHNIQUES, Registry
 
 if TYPE_CHECKING:
@@ -804,16 +805,14 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file; a syntax error names the file and line."""
+    """Read a TOML config file (size-capped, see :mod:`inrlab.files`); a syntax error names the
+    file and line."""
     p = Path(path)
-    if not p.is_file():
-        raise InrlabError(f"config file {str(p)!r} not found: check the path")
+    text = read_text(p, "config file")
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
+        return check_nesting(tomllib.loads(text), f"config file {str(p)!r}")
     except tomllib.TOMLDecodeError as e:
         raise InrlabError(f"config file {str(p)!r} is not valid TOML: {e}") from None
-    except UnicodeDecodeError as e:
-        raise InrlabError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}): save it as "
-                          f"UTF-8") from None
-    except OSError as e:
-        raise InrlabError(f"cannot read config file {str(p)!r} ({e.strerror})") from None
+    except RecursionError:
+        raise InrlabError(f"config file {str(p)!r} nests too deeply to be a config: fix it") \
+            from None

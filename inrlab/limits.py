@@ -9,6 +9,7 @@ memory of one allocation plan  3/4 of the machine's physical memory            I
 image pixels (decoded)         89,478,485 (Pillow's decompression-bomb limit)  INRLAB_MAX_IMAGE_PIXELS
 FreSh candidates               1000                                            INRLAB_MAX_FRESH_CANDIDATES
 runs one sweep file plans      100,000                                         INRLAB_MAX_SWEEP_RUNS
+text/JSON file inrlab parses   64 MB                                           INRLAB_MAX_FILE_MB
 =============================  ==============================================  ====================
 """
 
@@ -22,6 +23,7 @@ GIB = 2**30
 DEFAULT_IMAGE_PIXELS = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS (a 1024×1024×3 ×~28 bitmap)
 DEFAULT_FRESH_CANDIDATES = 1000
 DEFAULT_SWEEP_RUNS = 100_000
+DEFAULT_FILE_MB = 64  # a run's config.json is ~3 kB, a 400-view transforms file ~1 MB
 
 
 def _env_number(name: str, default: float) -> float:
@@ -75,3 +77,8 @@ def max_fresh_candidates() -> int:
 def max_sweep_runs() -> int:
     """Most runs one sweep file may plan (``INRLAB_MAX_SWEEP_RUNS``)."""
     return int(_env_number("INRLAB_MAX_SWEEP_RUNS", DEFAULT_SWEEP_RUNS))
+
+
+def max_file_bytes() -> int:
+    """Largest text/JSON file inrlab reads and parses itself (``INRLAB_MAX_FILE_MB``)."""
+    return int(_env_number("INRLAB_MAX_FILE_MB", DEFAULT_FILE_MB) * 2**20)

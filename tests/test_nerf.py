@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -406,7 +407,8 @@ def _corrupt(scene: Path, tmp: Path, split: str, edit) -> Path:
     p = dst / f"transforms_{split}.json"
     data = json.loads(p.read_text())
     edit(data, dst)
-    p.write_text(json.dumps(data))
+    if not p.is_symlink():
+        p.write_text(json.dumps(data))
     return dst
 
 
@@ -436,10 +438,49 @@ def _scaled_camera(d: dict, root: Path) -> None:
     d["frames"][0]["transform_matrix"] = m.tolist()
 
 
+def _outside_image(root: Path) -> Path:
+    """A readable image beside (outside) the scene folder."""
+    out = root.parent / "elsewhere" / "img.png"
+    out.parent.mkdir(exist_ok=True)
+    Image.new("RGBA", (16, 16), (255, 0, 0, 255)).save(out)
+    return out
+
+
+def _escaping_path(d: dict, root: Path) -> None:  # issue 21: trained on any image on the disk
+    _outside_image(root)
+    d["frames"][0]["file_path"] = "../elsewhere/img"
+
+
+def _absolute_path(d: dict, root: Path) -> None:
+    d["frames"][0]["file_path"] = str(_outside_image(root))
+
+
+def _symlink_out(d: dict, root: Path) -> None:
+    (root / "train" / "r_0.png").unlink()
+    (root / "train" / "r_0.png").symlink_to(_outside_image(root))
+
+
+def _path_not_text(d: dict, root: Path) -> None:
+    d["frames"][0]["file_path"] = 5
+
+
+def _fifo_image(d: dict, root: Path) -> None:
+    (root / "train" / "r_1.png").unlink()
+    os.mkfifo(root / "train" / "r_1.png")
+
+
+def _transforms_is_dev_zero(d: dict, root: Path) -> None:
+    (root / "transforms_train.json").rename(root / "old.json")
+    (root / "transforms_train.json").symlink_to("/dev/zero")
+
+
 @pytest.mark.parametrize("edit,msg", [
     (_drop_fov, "camera_angle_x"), (_no_frames, "no frames"), (_no_path, "lacks 'file_path'"),
     (_missing_image, "is missing"), (_mixed_sizes, "different sizes"),
-    (_scaled_camera, "not a rigid"),
+    (_scaled_camera, "not a rigid"), (_escaping_path, "points outside its folder"),
+    (_absolute_path, "is an absolute path"), (_symlink_out, "points outside its folder"),
+    (_path_not_text, "is not a path"), (_fifo_image, "is a FIFO"),
+    (_transforms_is_dev_zero, "is a device"),
 ])
 def test_bad_scene_is_one_line(scene: Path, tmp_path: Path, capsys, edit, msg):
     bad = _corrupt(scene, tmp_path, "train", edit)

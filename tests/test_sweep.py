@@ -476,3 +476,46 @@ def test_new_config_fields_are_left_out_of_store_keys_at_their_default():
     assert added <= set(listed), f"add {sorted(added - set(listed))} to sweep/spec.py _KEY_NEW_FIELDS"
     for path, default in listed.items():
         assert get_field(RunConfig(), path) == default, path
+
+
+def _crafted_store(done_sweep, tmp_path: Path, sql: list[tuple[str, tuple]]) -> Path:
+    """A copy of the finished sweep whose ``sweep.db`` was edited by ``sql`` (as an attacker)."""
+    out = tmp_path / "deep" / "er" / "sweep"
+    shutil.copytree(done_sweep[1], out)
+    con = sqlite3.connect(out / "sweep.db")
+    for stmt, params in sql:
+        con.execute(stmt, params)
+    con.commit()
+    con.close()
+    return out
+
+
+@pytest.mark.parametrize("cmd", [["sweep", "table"], ["report"], ["sweep", "status"]])
+def test_crafted_store_tier_cannot_write_outside(done_sweep, tmp_path, capsys, cmd):
+    """issue 21: a ``sweep.db`` tier ``../../..`` made table/report write figures outside."""
+    out = _crafted_store(done_sweep, tmp_path, [
+        ("UPDATE runs SET tier=?", ("../../..",)),
+        ("UPDATE meta SET value=? WHERE key='last_tier'", ("../../..",)),
+        ("INSERT OR REPLACE INTO meta VALUES ('plan:../../..', (SELECT value FROM meta WHERE "
+         "key='plan:base'))", ()),
+        ("INSERT OR REPLACE INTO meta VALUES ('analysis', ?)", (json.dumps({"name": "iga_sines"}),))])
+    before = sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(out))
+    assert main([*cmd, str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sweep tier '../../..' must be a plain folder name" in err and "\n" not in err
+    assert sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(out)) == before
+    assert not (out / "analysis_files").exists()
+
+
+def test_crafted_store_run_dir_cannot_reach_outside(done_sweep, tmp_path, capsys):
+    out = _crafted_store(done_sweep, tmp_path, [("UPDATE runs SET run_dir=?", ("../../../..",))])
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "run_dir" in err and "points outside its folder" in err
+
+
+@pytest.mark.parametrize("tier", ["../x", ".hidden", "a/b"])
+def test_sweep_file_tier_names_are_plain(tmp_path, capsys, tier):
+    p = write(tmp_path, f'[tiers."{tier}"]\ntrain.steps = 2\n')
+    assert main(["sweep", "run", str(p), "--dry-run"]) == 2
+    assert "must be a plain folder name" in capsys.readouterr().err

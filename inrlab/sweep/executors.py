@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InrlabError, RunInterrupted
+from ..files import contained
 
 Task = dict[str, Any]
 Result = dict[str, Any]
@@ -358,7 +359,7 @@ class RayExecutor:
 def _write_shipped(run_dir: Path, files: dict[str, str]) -> None:
     """Write the files a remote worker sent back, where the driver does not have them yet."""
     for name, data in files.items():
-        path = run_dir / name
+        path = contained(run_dir, name, "file shipped back by a Ray worker")
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(base64.b64decode(data))

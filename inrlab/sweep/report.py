@@ -23,6 +23,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..files import read_text  # noqa: E402
 from .analyses import Result  # noqa: E402
 from .table import Table, _best, aggregation, cell_text  # noqa: E402
 
@@ -50,7 +51,7 @@ def _history(folder: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     recs = []
-    for line in path.read_text().splitlines():
+    for line in read_text(path, "run history").splitlines():
         try:
             recs.append(json.loads(line))
         except json.JSONDecodeError:

@@ -51,6 +51,7 @@ import tomllib
 
 from ..config import DEFAULT_PRESET, PRESETS, RunConfig, field_paths, flatten, preset, set_fields
 from ..errors import InrlabError
+from ..files import PLAIN_NAME, check_nesting, read_text
 from ..limits import max_sweep_runs
 
 # Axis aliases → dotted path; the short name is what tables and labels call the axis.
@@ -63,7 +64,6 @@ TOP_KEYS = {"name", "description", "preset", "plugins", "signal", "model", "trai
             "default_tier", "exclude", "analysis", "job"}
 JOB = "job."  # prefix of job parameters among the dotted fields
 BASE_TIER = "base"
-SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}")  # one path component, not . or ..
 
 
 @dataclass
@@ -280,15 +280,12 @@ def _line_of(text: str, key: str) -> str:
 def load_sweep(path: str | Path) -> Sweep:
     """Parse and check a sweep file; errors name the file and, where known, the line."""
     p = Path(path)
-    if not p.is_file():
-        raise InrlabError(f"sweep file {str(p)!r} not found: check the path")
+    text = read_text(p, "sweep file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InrlabError(f"sweep file {str(p)!r} is not UTF-8 text (byte {e.start}): save it as "
-                          f"UTF-8") from None
-    try:
-        data = tomllib.loads(text)
+        data = check_nesting(tomllib.loads(text), f"sweep file {str(p)!r}")
+    except RecursionError:
+        raise InrlabError(f"sweep file {str(p)!r} nests too deeply to be a sweep file: fix it") \
+            from None
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = re.search(r"line (\d+)", msg)
@@ -346,6 +343,10 @@ def parse_sweep(data: dict[str, Any], path: Path, text: str = "") -> Sweep:
     for tname, tdata in (data.get("tiers") or {BASE_TIER: {}}).items():
         if not isinstance(tdata, dict):
             raise fail(tname, f"tier {tname!r} must be a table of fields")
+        if not PLAIN_NAME.fullmatch(tname):
+            raise fail(tname, f"tier name {tname!r} must be a plain folder name (letters, digits, "
+                              f"'.', '_', '+', '-'; not starting with '.'): it names "
+                              f"analysis_files/TIER")
         tdata = dict(tdata)
         t_axes = {}
         for k, v in _axis_items(tdata.pop("axes", {})):
@@ -381,7 +382,7 @@ def parse_sweep(data: dict[str, Any], path: Path, text: str = "") -> Sweep:
             norm[k2] = v
         ex_norm.append(norm)
     name = str(data.get("name") or path.stem)
-    if not SAFE_NAME.fullmatch(name):
+    if not PLAIN_NAME.fullmatch(name):
         raise fail("name", f"sweep name {name!r} must be a plain folder name (letters, digits, "
                            f"'.', '_', '+', '-'; not starting with '.'): it names sweeps/NAME")
     plugins = data.get("plugins", [])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InrlabError
+from ..files import contained, parse_json, plain_name
 from .spec import PlannedRun
 
 DB_NAME = "sweep.db"
@@ -190,23 +191,42 @@ class Store:
         return row[0] if row else default
 
     def rows(self, tier: str | None = None, plan_only: bool = True) -> list[dict[str, Any]]:
-        """Rows of ``tier`` (default: the last one run), in plan order; JSON columns decoded."""
-        tier = tier or self.meta("last_tier")
+        """Rows of ``tier`` (default: the last one run), in plan order; JSON columns decoded.
+
+        What is read is checked as if crafted: the tier must be a plain name and every
+        ``run_dir`` must resolve inside the sweep folder (see :mod:`inrlab.files`)."""
+        tier = _tier_name(tier or self.meta("last_tier"))
         with self._guard("read runs"):
             got = self.conn.execute("SELECT * FROM runs WHERE tier=?", (tier,)).fetchall()
-        rows = {r["key"]: _decode(r) for r in got}
+        rows = {r["key"]: self._decode(r) for r in got}
         if not plan_only:
             return list(rows.values())
-        plan = json.loads(self.meta(f"plan:{tier}", "[]") or "[]")
-        return [rows[k] for k in plan if k in rows]
+        plan = _json(self.meta(f"plan:{tier}", "[]") or "[]", f"plan of tier {tier!r}", list)
+        return [rows[k] for k in plan if isinstance(k, str) and k in rows]
 
     def tiers(self) -> list[str]:
         with self._guard("read runs"):
-            return [r[0] for r in self.conn.execute("SELECT DISTINCT tier FROM runs ORDER BY tier")]
+            names = [r[0] for r in self.conn.execute("SELECT DISTINCT tier FROM runs ORDER BY tier")]
+        return [_tier_name(t) for t in names]
+
+    def _decode(self, row: sqlite3.Row) -> dict[str, Any]:
+        d = dict(row)
+        for k in ("axes", "config", "metrics"):
+            d[k] = _json(d[k], f"{k} of run {d['key']!r}", dict) if d[k] else \
+                ({} if k != "metrics" else None)
+        contained(self.folder, d["run_dir"], f"sweep store {DB_NAME} run_dir of run {d['key']!r}")
+        return d
 
 
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
-    d = dict(row)
-    for k in ("axes", "config", "metrics"):
-        d[k] = json.loads(d[k]) if d[k] else ({} if k != "metrics" else None)
-    return d
+def _tier_name(tier: object) -> str:
+    return plain_name(tier, "sweep tier", f"the tier names a folder; a {DB_NAME} holding this is "
+                      f"damaged or crafted: rerun the sweep into a new folder")
+
+
+def _json(text: str, what: str, kind: type) -> Any:
+    """A JSON column of the store, which must decode to a ``kind`` (dict or list)."""
+    value = parse_json(text, f"sweep store {DB_NAME}: {what}")
+    if not isinstance(value, kind):
+        raise InrlabError(f"sweep store {DB_NAME}: {what} is not a JSON {kind.__name__}: the store "
+                          f"is damaged; rerun the sweep into a new folder")
+    return value

@@ -11,7 +11,6 @@ of the composited colours, focal length divided by the factor).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from ...errors import InrlabError
+from ...files import check_file, contained, read_json
 from .cameras import check_rigid, focal_from_fov
 
 SPLITS = ("train", "val", "test")
@@ -55,16 +55,14 @@ class Views:
 
 
 def read_transforms(root: Path, split: str) -> dict:
-    """The parsed ``transforms_{split}.json`` of ``root``, with its keys checked."""
+    """The parsed ``transforms_{split}.json`` of ``root``, with its keys checked (read with the
+    size cap of :func:`inrlab.files.read_json`)."""
     path = root / f"transforms_{split}.json"
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise InrlabError(f"{path} not found: a Blender-format scene needs transforms_train.json, "
                           f"transforms_val.json and transforms_test.json (make one with "
                           f"`inrlab scene render MESH --out DIR`)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InrlabError(f"{path} is not valid JSON ({e}): fix or regenerate the file") from None
+    data = read_json(path, "transforms file")
     if not isinstance(data, dict) or "camera_angle_x" not in data:
         raise InrlabError(f"{path} has no 'camera_angle_x' (horizontal field of view in radians): "
                           f"add it")
@@ -86,19 +84,22 @@ def read_transforms(root: Path, split: str) -> dict:
     return data
 
 
-def image_path(root: Path, file_path: str) -> Path:
-    """The image a frame's ``file_path`` names (``.png`` appended when it has no suffix)."""
-    p = root / file_path
-    return p if p.suffix else p.with_name(p.name + ".png")
+def image_path(root: Path, file_path: object, where: str = "file_path") -> Path:
+    """The image a frame's ``file_path`` names (``.png`` appended when it has no suffix),
+    resolved inside the scene folder ``root`` or refused (:func:`inrlab.files.contained`)."""
+    if isinstance(file_path, str) and file_path and not Path(file_path).suffix:
+        file_path += ".png"
+    return contained(root, file_path, where)
 
 
 def load_rgba(path: Path) -> np.ndarray:
     """An image file as (H, W, 4) float32 in [0, 1] (alpha 1 when the file has none)."""
     from PIL import Image, UnidentifiedImageError
 
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise InrlabError(f"image {path} named in the transforms file is missing: restore it or "
                           f"remove its frame")
+    check_file(path, "image named in the transforms file")
     try:
         with Image.open(path) as im:
             a = np.asarray(im.convert("RGBA"))
@@ -135,7 +136,7 @@ def load_views(root: str | Path, split: str, downscale: int = 1, white: bool = T
     frames = data["frames"][:limit] if limit else data["frames"]
     images, poses, files = [], [], []
     for k, fr in enumerate(frames):
-        path = image_path(root, str(fr["file_path"]))
+        path = image_path(root, fr["file_path"], f"transforms_{split}.json frame {k} file_path")
         rgba = load_rgba(path)
         if images and rgba.shape[:2] != images[0].shape[:2]:
             raise InrlabError(f"images of split {split!r} have different sizes ({files[0].name}: "

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ...errors import InrlabError
+from ...files import plain_name, read_text, safe_filename
 from ..registry import Registry
 
 
@@ -58,12 +59,17 @@ class Context:
         """The run's ``history.jsonl`` records (lines cut by a crash are skipped)."""
         path = self.folder / row["run_dir"] / "history.jsonl"
         recs = []
-        for line in path.read_text().splitlines() if path.is_file() else []:
+        for line in read_text(path, "run history").splitlines() if path.is_file() else []:
             try:
                 recs.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
         return recs
+
+    def figure(self, name: str) -> Path:
+        """Where the analysis writes figure ``name`` (made from labels: every character that is
+        not a plain file-name character becomes ``_``, so it stays inside :attr:`figures`)."""
+        return self.figures / safe_filename(name)
 
     def paper(self, key: str) -> dict[str, Any]:
         """``[analysis.paper.KEY]`` of the sweep file: the published numbers, by group label."""
@@ -102,7 +108,8 @@ def run_analysis(folder: Path, tier: str, rows: list[dict[str, Any]], axes: list
     """Run the analysis ``spec`` ({"name", **params}) on the store rows of ``tier``; figures go
     to ``folder/analysis_files/TIER``."""
     fn = get_analysis(spec["name"])
-    figures = folder / "analysis_files" / tier
+    figures = folder / "analysis_files" / plain_name(tier, "sweep tier", "the sweep store is "
+                                                     "damaged or crafted: rerun the sweep")
     figures.mkdir(parents=True, exist_ok=True)
     params = {k: v for k, v in spec.items() if k != "name"}
     return fn(Context(folder, tier, rows, axes, params, figures))

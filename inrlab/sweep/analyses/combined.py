@@ -87,7 +87,7 @@ def combined(ctx: Context) -> Result:
         ax.set_title(arch)
         ax.set_ylabel("held-out PSNR (dB)")
         ax.grid(axis="y", alpha=0.3)
-    path = ctx.figures / "combined_heldout.png"
+    path = ctx.figure("combined_heldout.png")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -91,7 +91,7 @@ def compression_rd(ctx: Context) -> Result:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path = ctx.figures / "rd.png"
+    path = ctx.figure("rd.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Result(tables=[("PSNR / SSIM at matched bpp (best over widths and bit depths, mean over "

@@ -72,7 +72,7 @@ def _pair(means: pd.DataFrame, key: tuple[str, str], a: str, b: str, fmt: str) -
 
 
 def _save(fig: Any, ctx: Context, name: str) -> Any:
-    path = ctx.figures / name
+    path = ctx.figure(name)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -114,7 +114,7 @@ def ntk_spectra(ctx: Context) -> Result:
                   for k in (f"step {step}", f"step {step} no grid")
                   if all(k in x["spectra"] for x in per.values())}
         if curves:
-            p1, p2 = (ctx.figures / f"sorted_step{step}.png", ctx.figures / f"histogram_step{step}.png")
+            p1, p2 = ctx.figure(f"sorted_step{step}.png"), ctx.figure(f"histogram_step{step}.png")
             sorted_eigenvalue_curves(curves, p1, f"step {step}, mean over images")
             eigenvalue_histograms(curves, p2, f"step {step}, mean over images")
             res.figures += [p1, p2]
