@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_config import add_config_arguments, build_config, config_help, parse_overrides
+from .codec.cli import compress_parser
 from .config import DEFAULT_PRESET, PRESETS, flatten, preset
 from .errors import DivergedError, InrlabError
 from .fresh.cli import add_scoring_options, fresh_for_fit, fresh_parser
@@ -144,35 +145,11 @@ def check_bench_numbers(args: argparse.Namespace) -> None:
                                   f"number{need}")
 
 
-def _compress_parser(sub: Any) -> None:
-    p = sub.add_parser("compress", help="quantise and entropy-code a trained image run; score it",
-                       description="Post-training quantisation of RUN's weights (uniform, per "
-                       "tensor or per output channel), entropy coding, bits per pixel from the "
-                       "file size, then decode and score (PSNR, SSIM, MS-SSIM).")
-    p.add_argument("run", help="a finished image run folder")
-    p.add_argument("--bits", type=int, default=8, help="bits per weight (1 … 16, default 8)")
-    p.add_argument("--per-channel", action="store_true", help="one range per output channel")
-    p.add_argument("--codec", default="lzma", choices=["lzma", "zlib"], help="entropy coder")
-    p.add_argument("--out", help="file to write (default RUN/model-<bits>b[-pc]-<codec>.inrz)")
-    p.set_defaults(func=cmd_compress, overrides=False)
-
-
-def cmd_compress(args: argparse.Namespace, extra: dict[str, str]) -> int:
-    from .compress import compress_run
-
-    r = compress_run(args.run, args.bits, args.per_channel, args.codec, args.out)
-    print(f"{r['file']}: {r['bytes']} bytes, {r['bpp']:.3f} bpp ({r['params']} weights at "
-          f"{r['bits']} bits{', per channel' if r['per_channel'] else ''}, {r['codec']}); "
-          f"PSNR {r['psnr']:.2f} dB (uncompressed {r['psnr_uncompressed']:.2f}), "
-          f"SSIM {r['ssim']:.4f}")
-    return 0
-
-
 # Each command module contributes one parser builder; later features append here.
 PARSERS: list[Callable[[Any], None]] = [_fit_parser, _presets_parser, _fields_parser, _bench_parser,
                                         ntk_parser, sweep_parser, report_parser, removed_parser,
                                         fresh_parser, scene_parser, render_parser,
-                                        _compress_parser]
+                                        compress_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from inrlab.compress import decode, dequantise, encode, pillow_curve, plain_copy, quantise
+from inrlab.codec.weights import decode, dequantise, encode, pillow_curve, plain_copy, quantise
 from inrlab.config import ModelConfig, preset
 from inrlab.errors import InrlabError
 from inrlab.models import build_model
@@ -70,7 +70,7 @@ def test_fr_layers_are_folded_into_plain_linears():
 
 def test_compress_run_counts_the_file(tmp_path):
     from inrlab.cli import main
-    from inrlab.compress import compress_run
+    from inrlab.codec.weights import compress_run
 
     run = tmp_path / "run"
     assert main(["fit", "camera", "--preset", "pe", "--signal.size", "24", "--width", "8",

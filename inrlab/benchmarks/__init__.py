@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import entk, fresh, history, iga_step, nerf, operators, shapes, step_time, time_to_psnr
+from . import compression, entk, fresh, history, iga_step, nerf, operators, shapes, step_time, time_to_psnr
 
 BENCHMARKS: dict[str, tuple[Callable[[Any], None], Callable[[Any], int]]] = {
     "step-time": (step_time.add_arguments, step_time.main),
+    "compression": (compression.add_arguments, compression.main),
     "entk": (entk.add_arguments, entk.main),
     "iga": (iga_step.add_arguments, iga_step.main),
     "fresh": (fresh.add_arguments, fresh.main),

@@ -31,8 +31,19 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InrlabError
-from .latent import (LOG_SCALE_MAX, LOG_SCALE_MIN, N_SCALES, UPSAMPLE, CodecSpec, LatentCodec,
-                     Synthesis, context, laplace_bits, level_shapes, upsample)
+from .latent import (
+    LOG_SCALE_MAX,
+    LOG_SCALE_MIN,
+    N_SCALES,
+    UPSAMPLE,
+    CodecSpec,
+    LatentCodec,
+    Synthesis,
+    context,
+    laplace_bits,
+    level_shapes,
+    upsample,
+)
 
 MAGIC, VERSION = b"INRC", 1
 GROUPS = ("synthesis.weight", "synthesis.bias", "arm.weight", "arm.bias")
@@ -92,6 +103,9 @@ def quantise_networks(model: LatentCodec, target: torch.Tensor, lmbda: float) ->
     model, the latents' bits under its quantised weights), the other groups at full precision."""
     names = network_names(model)
     params = dict(model.named_parameters())
+    if not all(torch.isfinite(p).all() for p in params.values()):
+        raise InrlabError("the codec's latents or weights hold NaN or inf (the fit diverged): "
+                          "lower --lr or --lambda")
     pixels = model.h * model.w
     y = [torch.round(p.detach()) for p in model.latents]
     chosen: list[int] = []
@@ -178,7 +192,7 @@ def _latent_range(latents: list[torch.Tensor]) -> tuple[int, int]:
     hi = max(int(y.max()) for y in latents)
     if lo < -(2**15) or hi > 2**15 - 1:
         raise InrlabError("latents outside the int16 range: the fit diverged")
-    return lo, hi
+    return lo, max(hi, lo + 1)  # the coder needs at least two symbols
 
 
 def _header(spec: CodecSpec, channels: int, h: int, w: int, lo: int, hi: int,

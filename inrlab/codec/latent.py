@@ -45,10 +45,10 @@ class CodecSpec:
     """The decoder's architecture (stored in the file header)."""
 
     levels: int = 7  # latent grids at 1, 1/2, …, 1/2^(levels−1) of the image's resolution
-    hidden: tuple[int, ...] = (24, 24)  # widths of the synthesis MLP's hidden 1×1 layers
-    refine: int = 2  # residual 3×3 convolutions C → C after the MLP
-    arm_hidden: int = 12  # width of the context model's two hidden layers
-    upsample: str = "bicubic"  # how latents are brought to full resolution: bicubic or bilinear
+    hidden: tuple[int, ...] = (16,)  # widths of the synthesis MLP's hidden 1×1 layers
+    refine: int = 1  # residual 3×3 convolutions C → C after the MLP
+    arm_hidden: int = 8  # width of the context model's two hidden layers
+    upsample: str = "bilinear"  # how latents are brought to full resolution: bicubic or bilinear
 
     def validate(self) -> None:
         """One-line errors for impossible architectures."""
@@ -194,7 +194,7 @@ def quantised(latents: nn.ParameterList, mode: str) -> list[torch.Tensor]:
     return [torch.round(y) for y in latents]
 
 
-def fit(image: np.ndarray, lmbda: float, spec: CodecSpec, steps: int, lr: float = 1e-2,
+def fit(image: np.ndarray, lmbda: float, spec: CodecSpec, steps: int, lr: float = 2e-2,
         ste_fraction: float = 0.1, seed: int = 0,
         progress: Callable[[int, float, float], None] | None = None) -> LatentCodec:
     """Train a codec of ``image`` (H, W, C) in [0, 1]: Adam on MSE + λ·bpp, cosine learning rate;

@@ -121,7 +121,7 @@ def train_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str
 
 def train_compress_job(cfg: RunConfig, run_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     """Train, then compress the run at every ``bits``: ``points`` [{bits, bpp, psnr, ssim, …}]."""
-    from ..compress import compress_run
+    from ..codec.weights import compress_run
 
     metrics = train_job(cfg, run_dir, params)
     metrics["points"] = [compress_run(run_dir, int(b), bool(params["per_channel"]),

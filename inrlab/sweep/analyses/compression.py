@@ -34,7 +34,7 @@ def frontier(points: list[dict[str, Any]], bpp: float, metric: str) -> float | N
 
 def baselines(row: dict[str, Any], qualities: list[int]) -> dict[str, list[dict[str, float]]]:
     """JPEG and WebP rate–distortion curves of the run's target image."""
-    from ...compress import pillow_curve
+    from ...codec.weights import pillow_curve
     from ...config import SignalConfig, from_dict
     from ...problems import load_problem
 

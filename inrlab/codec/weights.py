@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ModelConfig, flatten, set_fields
-from .errors import InrlabError
-from .models import build_model
-from .models.norms import set_norm_stats
-from .models.reparam import FourierLinear
-from .utils import seed_everything
+from ..config import ModelConfig, flatten, set_fields
+from ..errors import InrlabError
+from ..models import build_model
+from ..models.norms import set_norm_stats
+from ..models.reparam import FourierLinear
+from ..utils import seed_everything
 
 MAGIC = b"INRZ"
 CODECS = {"lzma": 1, "zlib": 2}
@@ -110,8 +110,10 @@ def _fresh(model_cfg: dict[str, Any], seed: int, in_dim: int, out_dim: int) -> n
 
 
 def encode(model: nn.Module, model_cfg: ModelConfig, seed: int, bits: int = 8,
-           per_channel: bool = False, codec: str = "lzma") -> bytes:
-    """The ``.inrz`` bytes of ``model`` (an INR built from ``model_cfg`` with ``seed``)."""
+           per_channel: bool = False, codec: str = "lzma",
+           image: tuple[int, int] | None = None) -> bytes:
+    """The ``.inrz`` bytes of ``model`` (an INR built from ``model_cfg`` with ``seed``);
+    ``image``: the (H, W) grid it renders on, stored so that ``render`` needs only the file."""
     if not 1 <= bits <= 16:
         raise InrlabError(f"--bits {bits} is out of range: give 1 … 16")
     if codec not in CODECS:
@@ -128,11 +130,15 @@ def encode(model: nn.Module, model_cfg: ModelConfig, seed: int, bits: int = 8,
         if name not in rebuilt or not t.is_floating_point():
             raise InrlabError(f"tensor {name} cannot be rebuilt from the config: this model "
                               f"cannot be compressed")
+        if not torch.isfinite(t).all():
+            raise InrlabError(f"tensor {name} holds NaN or inf (a diverged run): retrain it with "
+                              f"a lower learning rate before compressing")
         q, lo, step = quantise(t, bits, per_channel)
         tensors.append([keys.index(name), 1 if len(lo) > 1 else 0])
         body.write(lo.tobytes() + step.tobytes() + q.tobytes())
     header = json.dumps({"model": diff, "seed": seed, "in": in_dim, "out": out_dim, "bits": bits,
-                         "q": tensors}, separators=(",", ":")).encode()
+                         "q": tensors, **({"image": list(image)} if image else {})},
+                        separators=(",", ":")).encode()
     payload = len(header).to_bytes(4, "little") + header + body.getvalue()
     return MAGIC + bytes([CODECS[codec]]) + _compress(payload, codec)
 
@@ -142,9 +148,12 @@ def decode(data: bytes) -> tuple[nn.Module, dict[str, Any]]:
     if data[:4] != MAGIC or len(data) < 5 or data[4] not in CODECS.values():
         raise InrlabError("not an inrlab .inrz file (bad magic or codec byte)")
     codec = {v: k for k, v in CODECS.items()}[data[4]]
-    payload = _decompress(data[5:], codec)
-    n = int.from_bytes(payload[:4], "little")
-    head = json.loads(payload[4:4 + n])
+    try:
+        payload = _decompress(data[5:], codec)
+        n = int.from_bytes(payload[:4], "little")
+        head = json.loads(payload[4:4 + n])
+    except (lzma.LZMAError, zlib.error, ValueError, EOFError):
+        raise InrlabError(".inrz file is truncated or corrupt: compress the run again") from None
     model = _fresh(head["model"], head["seed"], head["in"], head["out"])
     state = model.state_dict()
     pos, bits = 4 + n, head["bits"]
@@ -154,6 +163,8 @@ def decode(data: bytes) -> tuple[nn.Module, dict[str, Any]]:
         name = keys[i]
         shape = tuple(state[name].shape)
         count, c = math.prod(shape), shape[0] if per_channel else 1
+        if pos + 8 * c + (1 if bits <= 8 else 2) * count > len(payload):
+            raise InrlabError(".inrz file is truncated: compress the run again")
         lo = np.frombuffer(payload, np.float32, c, pos)
         step = np.frombuffer(payload, np.float32, c, pos + 4 * c)
         pos += 8 * c
@@ -170,13 +181,14 @@ def compress_run(run: str | Path, bits: int = 8, per_channel: bool = False, code
                  out: str | Path | None = None) -> dict[str, Any]:
     """Compress a finished image run, write the file (default ``RUN/model-<bits>b.inrz``),
     decode it and score the decoded image: bpp from the file size, PSNR / SSIM / MS-SSIM."""
-    from .train.trainer import load_run
+    from ..train.trainer import load_run
 
     res = load_run(run)
     sig = res.problem
     if not (sig.identity and len(sig.measurement_shape) == 2):
         raise InrlabError(f"{run} is not an image run: compression scores bits per pixel of images")
-    data = encode(res.model, res.config.model, res.config.train.seed, bits, per_channel, codec)
+    data = encode(res.model, res.config.model, res.config.train.seed, bits, per_channel, codec,
+                  tuple(sig.measurement_shape))
     path = Path(out) if out is not None else \
         Path(run) / f"model-{bits}b{'-pc' if per_channel else ''}-{codec}.inrz"
     path.write_bytes(data)
@@ -190,12 +202,29 @@ def compress_run(run: str | Path, bits: int = 8, per_channel: bool = False, code
             "psnr_uncompressed": res.metrics.get("psnr")}
 
 
+def render(data: bytes, what: str = "the file") -> np.ndarray:
+    """The image (H, W, C) float in [0, 1] that ``.inrz`` bytes decode to: the model evaluated
+    on the image problem's grid (linspace(−1, 1) per axis, outputs in [−1, 1])."""
+    from ..models import predict
+
+    model, head = decode(data)
+    if "image" not in head:
+        raise InrlabError(f"{what} was written before .inrz files stored their image size: "
+                          f"compress the run again")
+    h, w = head["image"]
+    ys, xs = torch.linspace(-1, 1, h), torch.linspace(-1, 1, w)
+    coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        out = predict(model, coords).float().numpy()
+    return np.clip((out.reshape(h, w, -1) + 1) / 2, 0, 1)
+
+
 def pillow_curve(image: np.ndarray, fmt: str, qualities: list[int]) -> list[dict[str, float]]:
     """Rate–distortion points of Pillow's ``fmt`` (``JPEG`` or ``WEBP``) for ``image`` (H, W, C)
     in [0, 1]: bpp from the encoded size, PSNR / SSIM of the decoded image."""
     from PIL import Image as PILImage
 
-    from .train.metrics import psnr, ssim
+    from ..train.metrics import psnr, ssim
 
     u8 = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
     pil = PILImage.fromarray(u8.squeeze(-1) if u8.shape[-1] == 1 else u8)
