@@ -37,7 +37,7 @@ TIERS = {"quick": {"crop": 256, "steps": 1000}, "full": {"crop": None, "steps": 
 QUALITIES = [1, 2, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95]
 TUNED = ["kodak:kodim01"]  # the image the settings (widths, upsampling, lr) were chosen on
 HELDOUT = ["kodak:kodim04", "kodak:kodim05", "kodak:kodim07", "astronaut", "coffee"]
-LAMBDAS = [4e-2, 1.2e-2, 4e-3, 1.2e-3]
+LAMBDAS = [4e-3, 1.2e-3, 4e-4, 1.2e-4, 4e-5]
 BPP_GRID = [0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0]
 
 
