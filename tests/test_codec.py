@@ -152,7 +152,8 @@ def test_cli_compress_decompress_and_refusals(tmp_path, capsys, monkeypatch):
     for argv in (["compress", str(src), *args, "--out", str(src)],      # onto the input
                  ["decompress", "a.inrc", "--out", "a.inrc"],           # onto the input
                  ["compress", str(src), "--bits", "4"],                 # a run's option
-                 ["decompress", "missing.inrc"]):
+                 ["decompress", "missing.inrc"],
+                 ["decompress", str(src)]):                             # not ours
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("inrlab: error:") and err.count("\n") == 1, err

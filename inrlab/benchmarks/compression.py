@@ -47,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", nargs="+", default=HELDOUT, help="images scored (held out)")
     p.add_argument("--lambdas", type=float, nargs="+", default=LAMBDAS)
     p.add_argument("--steps", type=int, help="training steps (default: the tier's)")
+    p.add_argument("--crop", type=int, help="crop side (default: the tier's)")
     p.add_argument("--jobs", type=int, default=1, help="points trained at once (processes)")
     p.add_argument("--resume", action="store_true", help="keep the points already in --out")
     p.add_argument("--files", default="bench/results/compression_files",
@@ -144,7 +145,8 @@ def plot(points: list[dict[str, Any]], base: dict[str, dict[str, list]], path: P
 
 def main(args: argparse.Namespace) -> int:
     tier = TIERS[args.tier]
-    crop, steps = tier["crop"], args.steps or tier["steps"]
+    crop = tier["crop"] if args.crop is None else (args.crop or None)
+    steps = args.steps or tier["steps"]
     out = Path(args.out or f"bench/results/compression_{args.tier}.json")
     points: list[dict[str, Any]] = []
     if args.resume and out.exists():
@@ -186,6 +188,6 @@ def main(args: argparse.Namespace) -> int:
         f"{k} " + ", ".join(f"{b}→{q}" for b, q in v) for k, v in PUBLISHED.items()))
     save()
     plot(points, base, Path(args.plot or out.with_suffix(".png")),
-         f"Latent codec, {args.tier} tier ({'256×256 crops' if crop else 'full images'}, "
+         f"Latent codec, {args.tier} tier ({f'{crop}×{crop} crops' if crop else 'full images'}, "
          f"{steps} steps): {', '.join(args.images)}")
     return 0

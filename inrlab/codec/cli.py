@@ -27,8 +27,8 @@ def compress_parser(sub: Any) -> None:
     p.add_argument("--out", help="file to write (image: SOURCE-l<λ>.inrc; run: "
                    "RUN/model-<bits>b[-pc]-<codec>.inrz)")
     g = p.add_argument_group("latent codec (SOURCE an image)")
-    g.add_argument("--lambda", dest="lmbda", type=float, help="rate weight λ (default 3e-3; "
-                   "larger: fewer bits)")
+    g.add_argument("--lambda", dest="lmbda", type=float, metavar="LAMBDA",
+                   help="rate weight λ (default 4e-4; larger: fewer bits)")
     g.add_argument("--steps", type=int, help="training steps (default 1000)")
     g.add_argument("--lr", type=float, help="Adam learning rate (default 2e-2)")
     g.add_argument("--crop", type=int, help="code the centred crop×crop window")
@@ -84,7 +84,7 @@ def cmd_compress(args: argparse.Namespace, extra: dict[str, str]) -> int:
         ("levels", args.levels), ("hidden", tuple(args.hidden) if args.hidden else None),
         ("refine", args.refine), ("arm_hidden", args.arm_hidden),
         ("upsample", args.upsample)) if v is not None})
-    lmbda = 3e-3 if args.lmbda is None else args.lmbda
+    lmbda = 4e-4 if args.lmbda is None else args.lmbda
     out = args.out or f"{Path(args.source.split(':')[-1]).stem}-l{lmbda:g}.inrc"
     r = compress_image(args.source, out, lmbda, spec, steps=args.steps or 1000,
                        lr=args.lr or 2e-2, crop=args.crop, seed=args.seed or 0,

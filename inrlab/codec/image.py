@@ -120,10 +120,12 @@ def decompress(path: str | Path, out: str | Path) -> dict[str, Any]:
     path, out = Path(path), Path(out)
     if not path.is_file():
         raise InrlabError(f"{path} not found: give a .inrc or .inrz file")
+    data = path.read_bytes()
+    if data[:4] not in (bitstream.MAGIC, b"INRZ"):
+        raise InrlabError(f"{path} is not an inrlab .inrc or .inrz file (bad magic)")
     check_out(out, [path])
     if out.suffix.lower() != ".png":
         raise InrlabError(f"--out {out}: decompress writes PNG, name it *.png")
-    data = path.read_bytes()
     t0 = time.time()
     if data[:4] == b"INRZ":
         from .weights import render
