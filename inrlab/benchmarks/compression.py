@@ -125,9 +125,11 @@ def plot(points: list[dict[str, Any]], base: dict[str, dict[str, list]], path: P
                          for c in per])
         mean = vals.mean(0)
         ax.plot(grid, mean, color=f"C{i}", lw=2, label=f"{label}, mean of {len(images)}")
-        if key is None:
-            ax.scatter([p["bpp"] for p in points], [p["psnr"] for p in points], color="C0", s=10,
-                       alpha=0.5)
+        if key is None:  # each image's own curve (the mean exists only where all overlap)
+            for c in per:
+                c = sorted(c)
+                ax.plot([q[0] for q in c], [q[1] for q in c], color="C0", lw=0.8, alpha=0.6,
+                        marker=".")
     for j, (name, pts) in enumerate(PUBLISHED.items()):
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="os^DP"[j], ls=":", color="k",
                 alpha=0.45 + 0.1 * j, label=f"{name} (Kodak 768×512, published)")
