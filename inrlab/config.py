@@ -103,6 +103,16 @@ class ActivationConfig(Component):
         """Initialise the linear layer feeding this activation (``first``: the input layer; the
         head counts as a later layer). Default: PyTorch's own initialisation."""
 
+    def linear_scales(self, first: bool) -> tuple[float, float]:
+        """(s_w, s_b): the hidden linear layer feeding this activation computes
+        (s_w·W) x + s_b·b (``models.mlp.ScaledLinear``); (1, 1), the default, is a plain
+        ``nn.Linear``."""
+        return 1.0, 1.0
+
+    def head_scales(self) -> tuple[float, float]:
+        """(s_w, s_b) of the linear head, as :meth:`linear_scales`; default (1, 1)."""
+        return 1.0, 1.0
+
 
 @dataclass
 class NormConfig(Component):

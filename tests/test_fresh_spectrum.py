@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+import torch.nn.functional as F
 
 from inrlab.errors import InrlabError
-from inrlab.fresh.spectrum import spectrum_vector, spectrum_vectors, wasserstein
+from inrlab.fresh.spectrum import make_cubic, spectrum_vector, spectrum_vectors, wasserstein
 
 
 def hand_dft(a: np.ndarray) -> np.ndarray:
@@ -67,6 +68,32 @@ def test_sinusoid_peaks_at_its_frequency_after_square_resize():
     assert v.argmax() == 2 and v[2] > 0.95
     x1 = np.sin(2 * np.pi * 5 * np.arange(64) / 64)[:, None]
     assert spectrum_vector(x1, 16).numpy()[4] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_non_square_resize_is_antialiased_like_the_reference(rng):
+    # a 2×48×32 non-square batch (long axis 48 → 32, below the 1 024 cap): the reference resizes
+    # with torchvision's antialiased bilinear resize, i.e. F.interpolate(antialias=True)
+    a = torch.tensor(rng.normal(size=(2, 48, 32, 3)), dtype=torch.float32)
+    want = F.interpolate(a.movedim(-1, 1), size=(32, 32), mode="bilinear", align_corners=False,
+                         antialias=True).movedim(1, -1)
+    plain = F.interpolate(a.movedim(-1, 1), size=(32, 32), mode="bilinear", align_corners=False,
+                          antialias=False).movedim(1, -1)
+    got = make_cubic(a)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert (got - plain).abs().max() > 0.1  # antialiasing changes the result: the test can fail
+    # the spectrum vector of the non-square signal is the hand spectrum of that resized square
+    np.testing.assert_allclose(spectrum_vector(a[0], 12).numpy(),
+                               hand_spectrum(want[0].double().numpy(), 12), rtol=1e-6)
+    # the other orientation, and a square image over the cap, are antialiased too
+    wide = a.transpose(1, 2)
+    torch.testing.assert_close(make_cubic(wide), F.interpolate(
+        wide.movedim(-1, 1), size=(32, 32), mode="bilinear", antialias=True).movedim(1, -1),
+        rtol=0, atol=1e-6)
+    sq = a[:, :32, :32]
+    torch.testing.assert_close(make_cubic(sq, max_side=16), F.interpolate(
+        sq.movedim(-1, 1), size=(16, 16), mode="bilinear", antialias=True).movedim(1, -1),
+        rtol=0, atol=1e-6)
+    assert make_cubic(sq) is sq  # already square and under the cap: untouched
 
 
 def test_wasserstein_matches_scipy(rng):

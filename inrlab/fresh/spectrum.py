@@ -4,8 +4,9 @@ A spectrum vector summarises a sampled signal by how much DFT magnitude it has a
 1 … K, with direction discarded:
 
 * the signal (B, *spatial, C) is made cubic when it is not (2-D/3-D: resized to side =
-  min(spatial), at most ``MAX_SIDE``, antialiased bilinear/trilinear), so that index i means the
-  same frequency along every axis;
+  min(spatial), at most ``MAX_SIDE``; 2-D by antialiased bilinear interpolation whatever axis
+  shrinks, as the reference's ``torchvision`` resize does; 3-D by plain trilinear interpolation,
+  as the reference's volumes), so that index i means the same frequency along every axis;
 * |F| = magnitude (not power) of the DFT over the spatial axes, summed over the C channels;
 * binned into one value per frequency t = 1 … K, the DC bin (t = 0) dropped:
 
@@ -39,7 +40,12 @@ MAX_SIDE = 1024
 def make_cubic(x: torch.Tensor, max_side: int = MAX_SIDE) -> torch.Tensor:
     """(B, *spatial, C) → (B, *[s]*d, C) with s = min(min(spatial), max_side) (d = 2 or 3).
 
-    Unchanged when already cubic with side ≤ ``max_side``; 1-D signals are returned as they are.
+    2-D: ``F.interpolate(..., mode="bilinear", antialias=True)`` — every 2-D resize is
+    antialiased (a 768×512 image's long axis shrinks too, not only sides over ``max_side``),
+    which is what the reference's ``torchvision.transforms.functional.resize(antialias=True)``
+    computes. 3-D: trilinear without antialiasing (torch has none for volumes; the reference's
+    volumes use the same). Unchanged when already cubic with side ≤ ``max_side``; 1-D signals are
+    returned as they are.
     """
     spatial = x.shape[1:-1]
     d = len(spatial)
@@ -49,7 +55,7 @@ def make_cubic(x: torch.Tensor, max_side: int = MAX_SIDE) -> torch.Tensor:
     mode = "bilinear" if d == 2 else "trilinear"
     moved = torch.movedim(x, -1, 1)  # (B, C, *spatial)
     resized = F.interpolate(moved.float(), size=(side,) * d, mode=mode, align_corners=False,
-                            antialias=d == 2 and side < min(spatial))
+                            antialias=d == 2)
     return torch.movedim(resized, 1, -1).to(x.dtype)
 
 

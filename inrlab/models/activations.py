@@ -96,7 +96,12 @@ class SineActivation(ActivationConfig):
     omega0_first: float = 30.0  # frequency of the first layer
     omega0_hidden: float = 30.0  # frequency of the other hidden layers
     first_bias_scale: float | None = None  # first-layer bias ~ U(-k, k) (None: torch's)
+    # where ω₀ meets the bias: inside, sin(ω₀(Wx + b)) (Sitzmann et al.), or outside,
+    # sin(ω₀·Wx + b) (FreSh's reference code)
+    omega_bias: str = "inside"
+    omega_head: bool = False  # head W(ω₀ h) + b (FreSh's reference code) instead of W h + b
     positive: ClassVar[tuple[str, ...]] = ("omega0_first", "omega0_hidden")
+    omega_bias_choices: ClassVar[tuple[str, ...]] = ("inside", "outside")
     # a norm before sin(ω₀·z) makes the argument's std ω₀ (noise, 12–18 dB on Kodak); after the
     # sine it keeps SIREN's initialisation (docs/core.md, configs/sweeps/norm_placement.toml)
     norm_placement: ClassVar[str] = "post"
@@ -107,9 +112,23 @@ class SineActivation(ActivationConfig):
         if k is not None and not (math.isfinite(k) and k >= 0):
             raise InrlabError(f"model.activation.first_bias_scale={k} must be a finite number ≥ 0 "
                               f"(or unset)")
+        if self.omega_bias not in self.omega_bias_choices:
+            raise InrlabError(f"model.activation.omega_bias={self.omega_bias!r} is not possible "
+                              f"for kind {self.kind!r}: choose "
+                              f"{' or '.join(self.omega_bias_choices)}")
 
     def setup(self, first: bool) -> nn.Module:
         return Sine(self.omega0_first if first else self.omega0_hidden)
+
+    def linear_scales(self, first: bool) -> tuple[float, float]:
+        """``omega_bias = "outside"``: z = Wx + b/ω₀, so that sin(ω₀ z) = sin(ω₀·Wx + b)."""
+        if self.omega_bias == "outside":
+            return 1.0, 1.0 / (self.omega0_first if first else self.omega0_hidden)
+        return 1.0, 1.0
+
+    def head_scales(self) -> tuple[float, float]:
+        """``omega_head``: the head computes W(ω₀ h) + b with ω₀ = ``omega0_hidden``."""
+        return (self.omega0_hidden, 1.0) if self.omega_head else (1.0, 1.0)
 
     @torch.no_grad()
     def init_linear(self, layer: nn.Linear, first: bool) -> None:
@@ -129,6 +148,9 @@ class FinerActivation(SineActivation):
     """FINER (:class:`Finer`) with SIREN's initialisation."""
 
     kind: str = "finer"
+    # FINER's scale (|z| + 1) needs the whole argument z = Wx + b: the bias sits inside ω₀, as in
+    # FINER's and FreSh's reference code
+    omega_bias_choices: ClassVar[tuple[str, ...]] = ("inside",)
 
     def setup(self, first: bool) -> nn.Module:
         return Finer(self.omega0_first if first else self.omega0_hidden)

@@ -3,9 +3,50 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+
+
+class ScaledLinear(nn.Linear):
+    """z = (s_w·W) x + s_b·b, x (N, in) → (N, out): a linear layer whose stored weight and bias
+    are scaled in the forward pass (the gradients and Adam see the stored ones).
+
+    This is how FreSh's reference SIREN differs from Sitzmann's (``SineActivation.omega_bias``,
+    ``omega_head``): its sine layers compute sin(ω₀·Wx + b), i.e. z = Wx + b/ω₀ before
+    sin(ω₀ z) (s_b = 1/ω₀), and its head computes W(ω₀ h) + b (s_w = ω₀). Parameter names and
+    shapes are those of ``nn.Linear``; the structured eNTK refuses it (it takes the Jacobian
+    route), as for any layer that is not a plain ``nn.Linear``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, weight_scale: float = 1.0,
+                 bias_scale: float = 1.0):
+        super().__init__(in_features, out_features)
+        self.weight_scale, self.bias_scale = float(weight_scale), float(bias_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight if self.weight_scale == 1.0 else self.weight * self.weight_scale
+        return F.linear(x, w, self.bias * self.bias_scale)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, weight_scale={self.weight_scale:g}, " \
+               f"bias_scale={self.bias_scale:g}"
+
+
+def make_linear(in_features: int, out_features: int, scales: tuple[float, float]) -> nn.Linear:
+    """A plain ``nn.Linear`` when ``scales`` (s_w, s_b) is (1, 1), else a :class:`ScaledLinear`."""
+    if tuple(scales) == (1.0, 1.0):
+        return nn.Linear(in_features, out_features)
+    return ScaledLinear(in_features, out_features, *scales)
+
+
+def hidden_linears(cfg: ModelConfig, in_dim: int) -> nn.ModuleList:
+    """The ``cfg.depth`` hidden linear layers (in_dim → width → … → width), each scaled as the
+    activation asks (``ActivationConfig.linear_scales``) and not yet initialised."""
+    dims = [in_dim] + [cfg.width] * cfg.depth
+    return nn.ModuleList(make_linear(a, b, cfg.activation.linear_scales(first=i == 0))
+                         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)))
 
 
 def argument_scale(act: nn.Module) -> float:
@@ -43,12 +84,10 @@ class INR(nn.Module):
         cfg.validate()
         self.cfg, self.in_dim, self.out_dim = cfg, in_dim, out_dim
         self.encoding = cfg.encoding.setup(in_dim)
-        dims = [self.encoding.out_dim] + [cfg.width] * cfg.depth
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:],
-                                                                     strict=True))
+        self.linears = hidden_linears(cfg, self.encoding.out_dim)
         self.norms = nn.ModuleList(cfg.setup_norm() for _ in range(cfg.depth))
         self.acts = nn.ModuleList(cfg.activation.setup(first=i == 0) for i in range(cfg.depth))
-        self.head = nn.Linear(cfg.width, out_dim)
+        self.head = make_linear(cfg.width, out_dim, cfg.activation.head_scales())
         for i, lin in enumerate(self.linears):
             cfg.activation.init_linear(lin, first=i == 0)
         cfg.activation.init_linear(self.head, first=False)

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .encodings import Positional
-from .mlp import hidden_layer
+from .mlp import hidden_layer, hidden_linears, make_linear
 
 
 class SphericalHarmonics(nn.Module):
@@ -77,13 +77,11 @@ class RadianceField(nn.Module):
         cfg.validate()
         self.cfg, self.in_dim, self.out_dim = cfg, 6, 4
         self.encoding = cfg.encoding.setup(3)
-        dims = [self.encoding.out_dim] + [cfg.width] * cfg.depth
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:],
-                                                                     strict=True))
+        self.linears = hidden_linears(cfg, self.encoding.out_dim)
         self.norms = nn.ModuleList(cfg.setup_norm() for _ in range(cfg.depth))
         self.acts = nn.ModuleList(cfg.activation.setup(first=i == 0) for i in range(cfg.depth))
         v = cfg.view
-        self.head = nn.Linear(cfg.width, 1 + v.geo_features)
+        self.head = make_linear(cfg.width, 1 + v.geo_features, cfg.activation.head_scales())
         for i, lin in enumerate(self.linears):
             cfg.activation.init_linear(lin, first=i == 0)
         cfg.activation.init_linear(self.head, first=False)

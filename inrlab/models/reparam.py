@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import InrlabError
+
 
 def fourier_basis(in_features: int, low: int, high: int, phases: int, alpha: float) -> torch.Tensor:
     """The fixed basis B, shape ((low + high)·phases, in_features), float32.
@@ -69,6 +71,10 @@ def reparameterize(model: nn.Module, low: int, high: int, phases: int,
     a = default_alpha(cfg) if alpha is None else alpha
     omega0 = cfg.activation.omega0_hidden if cfg.activation.kind in ("sine", "finer") else 1.0
     linears = model.linears  # type: ignore[attr-defined]
+    if any(type(lin) is not nn.Linear for lin in linears[1:]):
+        raise InrlabError("FR reparameterizes plain linear layers, but this model's hidden layers "
+                          "scale their bias (model.activation.omega_bias = \"outside\"): use "
+                          "omega_bias = \"inside\" with FR")
     for i in range(1, len(linears)):
         basis = fourier_basis(linears[i].in_features, low, high, phases, a)
         linears[i] = FourierLinear(linears[i], basis, omega0)
