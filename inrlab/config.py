@@ -463,6 +463,9 @@ class NeRFConfig:
                 check_positive(f"signal.nerf.{name}", getattr(self, name))
 
 
+IMAGE_RANGES = ("signed", "unit")  # signal.range: targets in [-1, 1] or [0, 1]
+
+
 @dataclass
 class SignalConfig:
     """What is fitted: an image path or embedded name, a 1-D spec such as ``sines:5,10,15``, or a
@@ -474,6 +477,9 @@ class SignalConfig:
     heldout: float | None = None  # fraction of samples held out (None: 0.1 images, 0 for 1-D)
     samples: int = 2048  # 1-D: number of grid samples
     split_seed: int = 0  # seed of the held-out split (fixed across runs so they compare)
+    # images: target values, "signed" [-1, 1] (zero-mean, suits SIREN-type nets) or "unit" [0, 1]
+    # (the normalization paper's code); PSNR is the [0, 1] image's either way
+    range: str = "signed"
     ct: CTConfig = field(default_factory=CTConfig)
     mri: MRIConfig = field(default_factory=MRIConfig)
     volume: VolumeConfig = field(default_factory=VolumeConfig)  # occ:… and sdf:… shapes
@@ -482,6 +488,7 @@ class SignalConfig:
 
     def validate(self) -> None:
         self.nerf.validate()
+        check_choice("signal.range", self.range, IMAGE_RANGES)
         if self.size is not None:
             check_positive("signal.size", self.size)
         if self.heldout is not None and not 0 <= self.heldout < 1:

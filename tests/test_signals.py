@@ -81,3 +81,24 @@ def test_old_kodak_names_name_the_one_form(old, capsys):
     assert main(["fit", old, "--steps", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "kodak:kodim01" in err
+
+
+def test_unit_range_targets_score_like_the_signed_ones():
+    """``signal.range = "unit"``: targets in [0, 1] (the normalization code's), the same image
+    and the same PSNR / SSIM for the same [0, 1] picture; bad values are one-line errors."""
+    signed = Image("astronaut", size=32)
+    unit = load_problem(SignalConfig("astronaut", size=32, range="unit"))
+    np.testing.assert_allclose(unit.targets.numpy(), (signed.targets.numpy() + 1) / 2, atol=1e-6)
+    assert unit.value_range == (0.0, 1.0) and unit.data_range == 1.0
+    assert float(unit.targets.min()) >= 0 and float(signed.targets.min()) < 0
+    np.testing.assert_allclose(unit.to_image(unit.targets), signed.to_image(signed.targets),
+                               atol=1e-6)
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.05, signed.targets.shape).astype(np.float32)
+    a = signed.score(signed.targets.numpy() + 2 * noise)  # the same error in [0, 1] units
+    b = unit.score(unit.targets.numpy() + noise)
+    for k in ("psnr", "psnr_train", "psnr_heldout", "ssim"):
+        assert a[k] == pytest.approx(b[k], abs=1e-3), k
+    assert unit.config.range == "unit" and unit.meta["range"] == "unit"
+    with pytest.raises(InrlabError, match="unknown signal.range 'half'"):
+        SignalConfig("astronaut", range="half").validate()

@@ -79,6 +79,37 @@ def test_resume_after_interrupt_equals_uninterrupted(small_image, tmp_path, batc
     assert [h["lr"] for h in resumed.history] == [h["lr"] for h in full.history]
 
 
+def test_best_training_psnr_over_the_steps(tmp_path):
+    """``psnr_train_best`` is the best full-batch training PSNR over the steps, each before its
+    update (the normalization code's number): oracle = the initial model's PSNR and the
+    per-step evaluations of a run evaluated after every step; kept across an interrupt."""
+    from inrlab import Image
+    from inrlab.train.metrics import psnr
+
+    sig = Image("astronaut", size=24, heldout=0.0)
+    over = {**FAST, "train.eval_every": 1, "train.lr": 3e-2, "train.checkpoint_every": 7}
+    res = fit(sig, "pe", steps=20, progress=False, overrides=over)
+    cfg = preset("pe")
+    cfg.signal = sig.config
+    for k, v in over.items():
+        set_field(cfg, k, v)
+    first = Trainer(cfg, sig, None, progress=False)  # the same seed: the same initial model
+    y = sig.targets.numpy()
+    before = [psnr(first.model(sig.coords).detach().numpy(), y, 2.0)]
+    before += [h["psnr_train"] for h in res.history[:-1]]  # after update k = before update k + 1
+    assert res.metrics["psnr_train_best"] == pytest.approx(max(before), abs=1e-4)
+    # a high lr makes the curve non-monotone, so "best" differs from "final" somewhere
+    assert max(before) > min(before[1:]) + 0.1
+    # interrupted at step 13 (checkpoint of step 7) and resumed: the same best
+    cfg.train.steps = 20
+    with pytest.raises(InrlabError, match="interrupted at step 13"):
+        Trainer(cfg, sig, tmp_path / "r", progress=False, technique=_CtrlCAt(13)).train()
+    resumed = fit(sig, "pe", steps=20, out=tmp_path / "r", resume=True, progress=False,
+                  overrides=over)
+    assert resumed.metrics["psnr_train_best"] == pytest.approx(res.metrics["psnr_train_best"],
+                                                               abs=1e-9)
+
+
 def test_resume_from_checkpoint_without_scheduler_state(small_image, tmp_path):
     """Checkpoints written before schedulers had state continue from the closed form."""
     from inrlab.utils import atomic_torch_save, safe_torch_load

@@ -177,13 +177,20 @@ def pixel_bytes(pixels: int, channels: int) -> int:
 
 
 class Image(Signal):
-    """A gray or RGB image; coordinates (y, x) on linspace(-1, 1) grids, targets in [-1, 1].
+    """A gray or RGB image; coordinates (y, x) on linspace(-1, 1) grids, targets in [-1, 1]
+    (``value_range="signed"``, the default) or in [0, 1] (``"unit"``, the normalization paper's
+    code). PSNR, SSIM and saved pictures are those of the [0, 1] image either way.
 
     A fixed random ``heldout`` fraction of pixels is never trained on and scored separately.
     """
 
     def __init__(self, source: str | np.ndarray, size: int | None = None, gray: bool = False,
-                 heldout: float = 0.1, split_seed: int = 0, name: str | None = None):
+                 heldout: float = 0.1, split_seed: int = 0, name: str | None = None,
+                 value_range: str = "signed"):
+        from ..config import IMAGE_RANGES, check_choice
+
+        check_choice("signal.range", value_range, IMAGE_RANGES)
+        self.unit = value_range == "unit"
         a = to_unit(load_array(source) if isinstance(source, str) else np.asarray(source))
         if a.ndim not in (2, 3):
             raise InrlabError(f"an image must be (H, W) or (H, W, C), got shape {a.shape}")
@@ -210,18 +217,23 @@ class Image(Signal):
         tr, ho = split(h * w, heldout, split_seed)
         label = name or (source if isinstance(source, str) else "array")
         label = Path(label.split(":")[-1]).stem if isinstance(source, str) else label
+        values = a.reshape(-1, c) if self.unit else a.reshape(-1, c) * 2 - 1
+        meta = {"kind": "image", "source": source if isinstance(source, str) else "array",
+                "shape": [h, w, c], "gray": gray, "size": size, "heldout": heldout}
+        if self.unit:
+            meta["range"] = value_range
         super().__init__(name=label, coords=coords,
-                         targets=torch.tensor(a.reshape(-1, c) * 2 - 1, dtype=torch.float32),
+                         targets=torch.tensor(values, dtype=torch.float32),
                          grid_shape=(h, w), train_idx=tr, heldout_idx=ho,
-                         meta={"kind": "image", "source": source if isinstance(source, str)
-                               else "array", "shape": [h, w, c], "gray": gray, "size": size,
-                               "heldout": heldout},
-                         config=SignalConfig(source, size, gray, heldout, split_seed=split_seed)
+                         value_range=(0.0, 1.0) if self.unit else (-1.0, 1.0), meta=meta,
+                         config=SignalConfig(source, size, gray, heldout, split_seed=split_seed,
+                                             range=value_range)
                          if isinstance(source, str) else None)
 
     def to_image(self, values: np.ndarray | torch.Tensor) -> np.ndarray:
-        """(N, C) values in [-1, 1] → (H, W, C) float array in [0, 1] (clipped)."""
-        return np.clip((self.grid(values) + 1) / 2, 0, 1)
+        """(N, C) values in the target range → (H, W, C) float array in [0, 1] (clipped)."""
+        v = self.grid(values)
+        return np.clip(v if self.unit else (v + 1) / 2, 0, 1)
 
     def score(self, pred: np.ndarray | torch.Tensor, structural: bool = True) -> dict[str, Any]:
         out = super().score(pred)
@@ -268,4 +280,5 @@ def build_image(cfg: SignalConfig) -> Image:
     """An :class:`Image` from a path, ``kodak:NAME`` or an embedded name (heldout default 0.1)."""
     name = cfg.name[len("image:"):] if cfg.name.startswith("image:") else cfg.name
     return Image(name, size=cfg.size, gray=cfg.gray,
-                 heldout=0.1 if cfg.heldout is None else cfg.heldout, split_seed=cfg.split_seed)
+                 heldout=0.1 if cfg.heldout is None else cfg.heldout, split_seed=cfg.split_seed,
+                 value_range=cfg.range)

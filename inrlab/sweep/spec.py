@@ -196,7 +196,7 @@ _KEY_NEW_FIELDS = {(("signal", "nerf"), "fine_samples"): 0,
                    (("signal", "mri"), "trajectory"): "cartesian", (("signal", "mri"), "spokes"): 32,
                    (("model",), "norm_placement"): "auto", (("train", "iga"), "coupled"): "frozen",
                    (("model", "activation"), "omega_bias"): "inside",
-                   (("model", "activation"), "omega_head"): False}
+                   (("model", "activation"), "omega_head"): False, (("signal",), "range"): "signed"}
 
 
 # Fields that change how a run is executed, not its results, keyed at one fixed value (the default

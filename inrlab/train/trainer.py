@@ -145,6 +145,9 @@ class Trainer:
         self.step = 0
         self.seconds = 0.0
         self.history: list[dict[str, Any]] = []
+        # smallest plain training-batch loss over the steps so far, each measured before that
+        # step's update (the normalization code's logged "best PSNR"); in the checkpoint
+        self.best_loss = math.inf
         self.last_ckpt_step: int | None = None
         self.resolved = {**cfg.to_dict(), "signal_meta": self.problem.meta}
         self.callbacks: list[Callback] = list(callbacks or [])
@@ -241,11 +244,13 @@ class Trainer:
             self.gen.set_state(ck["generator"].cpu())
             torch.set_rng_state(ck["torch_rng"].cpu())
             step, seconds, history = int(ck["step"]), float(ck["seconds"]), list(ck["history"])
+            best = float(ck.get("best_loss", math.inf))  # checkpoints before it: from here on
         except Exception as e:  # torch.load raises many types for corrupt files  # noqa: BLE001
             first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
             raise InrlabError(f"checkpoint {path} does not match this run or is corrupt ({first}): "
                               f"pass --overwrite or choose another --out") from None
         self.step, self.seconds, self.history = step, seconds, history
+        self.best_loss = best
         self.last_ckpt_step = self.step
 
     def _load_scheduler(self, state: dict[str, Any] | None, step: int) -> None:
@@ -280,7 +285,7 @@ class Trainer:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise self._diverged("parameters became non-finite")
         try:
-            atomic_torch_save({"step": self.step, "seconds": self.seconds,
+            atomic_torch_save({"step": self.step, "seconds": self.seconds, "best_loss": self.best_loss,
                                "history": to_jsonable(self.history),
                                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                                "scheduler": (None if self.scheduler is None
@@ -300,6 +305,20 @@ class Trainer:
     def evaluate(self, structural: bool = False) -> dict[str, Any]:
         """The problem's metrics of the model; SSIM/MS-SSIM … only when ``structural``."""
         return self.problem.evaluate(self.model, structural=structural)
+
+    def best_scores(self) -> dict[str, float]:
+        """``loss_best``: the smallest plain training-batch loss over the steps, each taken
+        before that step's update (full batch: all training points); ``psnr_train_best``: its
+        PSNR (prediction unclamped) when the problem has a data range. This is what the
+        normalization paper's code logs ("best training PSNR over the steps"); {} before any
+        step."""
+        if not math.isfinite(self.best_loss):
+            return {}
+        out = {"loss_best": self.best_loss}
+        r = self.problem.data_range
+        if r is not None:
+            out["psnr_train_best"] = float(10 * math.log10(r**2 / max(self.best_loss, 1e-30)))
+        return out
 
     def _diverged(self, what: str) -> DivergedError:
         kept = ""
@@ -356,6 +375,7 @@ class Trainer:
                 mse = prob.loss(pred.detach(), batch.y).item()
                 if not (math.isfinite(mse) and math.isfinite(loss.item())):
                     raise self._diverged(f"loss is {loss.item()} (plain loss {mse})")
+                self.best_loss = min(self.best_loss, mse)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 dirty = True
@@ -403,7 +423,8 @@ class Trainer:
             freeze_statistics(self.model, prob.statistics_points().to(dev))
         last = self.history[-1] if self.history and self.history[-1]["step"] == self.step else {}
         metrics = {**last, "step": self.step, **self.evaluate(structural=True),
-                   "steps": self.step, "seconds": round(self.seconds, 3)}
+                   "steps": self.step, "seconds": round(self.seconds, 3),
+                   **self.best_scores()}
         if self.forward is not None and self.forward.seconds is not None:
             metrics["compile_seconds"] = round(self.forward.seconds, 3)
         for cb in self.callbacks:
