@@ -395,3 +395,42 @@ def test_fresh_train_resumes_its_own_pick_when_rescoring_flips(tmp_path, monkeyp
                                inits=2, bins=8).best != first["fresh_pick"]
     again = execute_job(cfg, tmp_path / "run", job)
     assert again["fresh_pick"] == first["fresh_pick"]
+
+
+def test_ntk_spectra_cis_pairs_and_official_code_numbers(tmp_path):
+    """The quality table's 95 % CI over images × seeds, the paired A − B differences (against
+    scipy's paired t interval) and the official code's numbers shown in their own tier only."""
+    import scipy.stats
+
+    from inrlab.sweep.analyses import Context
+    from inrlab.sweep.analyses.ntk import ntk_spectra
+
+    rng = np.random.default_rng(0)
+    rows, diffs = [], []
+    for img in ("a", "b"):
+        for seed in ("0", "1", "2"):
+            base = rng.normal(25, 2)
+            d = rng.normal(0.5, 0.3)
+            diffs.append(d)
+            for norm, v in (("batch", base), ("cross", base + d)):
+                rows.append({"status": "finished", "axes": {"signal": img, "seed": seed,
+                                                            "arch": "pe", "norm": norm},
+                             "metrics": {"psnr": v, "psnr_train_best": v + 1, "spectra": {}}})
+    params = {"pairs": ["pe-cross vs pe-batch"],
+              "code": {"tier": "official", "psnr_train_best": {"pe-cross": 28.4,
+                                                               "pe-cross vs pe-batch": 0.6}}}
+    res = ntk_spectra(Context(tmp_path, "official", rows, ["signal", "seed", "arch", "norm"],
+                              params, tmp_path))
+    tables = dict(res.tables)
+    quality = tables["after training"].set_index("model")
+    assert quality.loc["pe-cross", "official code psnr_train_best"] == 28.4
+    assert quality.loc["pe-batch", "PSNR dB ± 95% CI (n)"].endswith("(6)")
+    (pair,) = [t for k, t in tables.items() if k.startswith("paired")]
+    ci = scipy.stats.ttest_1samp(diffs, 0).confidence_interval(0.95)
+    assert pair.loc[0, "Δ psnr dB"] == pytest.approx(np.mean(diffs))
+    assert pair.loc[0, "Δ psnr 95% CI"] == f"[{ci.low:.2f}, {ci.high:.2f}]"
+    assert pair.loc[0, "psnr: A wins"] == sum(d > 0 for d in diffs)
+    assert pair.loc[0, "official code Δ psnr_train_best"] == 0.6
+    other = ntk_spectra(Context(tmp_path, "quick", rows, ["signal", "seed", "arch", "norm"],
+                                params, tmp_path))
+    assert "official code psnr_train_best" not in dict(other.tables)["after training"]
